@@ -1,0 +1,152 @@
+"""`reportguard` command line. Subcommands import their modules lazily, so `reportguard score`
+never imports torch or transformers (tests/test_serve_weight.py checks this)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from reportguard.core.columns import REPO_ROOT
+
+DATA = REPO_ROOT / "data"
+LABELLED = DATA / "labelled"
+REPORTS = REPO_ROOT / "reports"
+
+
+def _data_build(args: argparse.Namespace) -> int:
+    from reportguard.train import corpus, datasheet
+    result = corpus.build(Path(args.raw), seed=args.seed)
+    corpus.write_splits(result, Path(args.out))
+    print(f"read {result.rows_read} rows; dropped {result.exact_duplicates} exact and "
+          f"{result.near_duplicates} near-duplicates; {result.groups} groups")
+    for name, rows in result.splits.items():
+        print(f"  {name}: {len(rows)} rows -> {Path(args.out) / (name + '.jsonl')}")
+    datasheet.update(Path(args.out), DATA / "README.md")
+    return 0
+
+
+def _data_validate(args: argparse.Namespace) -> int:
+    from reportguard.train.validate import validate_corpus
+    checks = validate_corpus(Path(args.folder))
+    for c in checks:
+        print(f"[{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}")
+    failed = [c.name for c in checks if not c.ok]
+    print("corpus valid" if not failed else f"corpus INVALID: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def _data_unlabelled(args: argparse.Namespace) -> int:
+    from reportguard.train.unlabelled import gather
+    counts = gather(Path(args.labelled), Path(args.out))
+    print(json.dumps(counts, ensure_ascii=False))
+    return 0
+
+
+def _data_import(args: argparse.Namespace) -> int:
+    from reportguard.train.takedowns import import_takedowns
+    summary = import_takedowns(args.inputs, Path(args.output), reasons=args.reasons, columns=args.columns)
+    print(json.dumps(summary, ensure_ascii=False))
+    return 0
+
+
+def _baselines(args: argparse.Namespace) -> int:
+    from reportguard.train.baselines import run_baselines
+    run_baselines(Path(args.data), Path(args.out))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from reportguard.train.config import load_config
+    from reportguard.train.pipeline import train
+    train(load_config(args.config, args.set))
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from reportguard.serve.score import ScoreOptions, score
+    options = ScoreOptions(model=args.model, threads=args.threads, batch_size=args.batch_size, chunk_size=args.chunk_size,
+                           columns=args.columns, encoding=args.encoding, attribution=args.attribution,
+                           progress=not args.quiet)
+    score(args.inputs, args.output, options)
+    return 0
+
+
+def _normalize(args: argparse.Namespace) -> int:
+    from reportguard.core.normalize import NORMALIZER_VERSION, normalize_text
+    texts = args.text or [line.rstrip("\n") for line in sys.stdin]
+    for t in texts:
+        print(normalize_text(t))
+    print(f"# normaliser {NORMALIZER_VERSION}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reportguard", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="build, validate and extend the labelled corpus")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("build", help="raw batches -> data/labelled/{train,validation,test}.jsonl")
+    p.add_argument("--raw", default=str(DATA / "raw" / "batches"))
+    p.add_argument("--out", default=str(LABELLED))
+    p.add_argument("--seed", type=int, default=13)
+    p.set_defaults(func=_data_build)
+    p = data_sub.add_parser("validate", help="check sizes, mix, duplicates and leakage; non-zero exit on failure")
+    p.add_argument("--folder", default=str(LABELLED))
+    p.set_defaults(func=_data_validate)
+    p = data_sub.add_parser("unlabelled", help="gather unlabelled Chinese text for masked-LM pretraining")
+    p.add_argument("--labelled", default=str(LABELLED))
+    p.add_argument("--out", default=str(DATA / "unlabelled"))
+    p.set_defaults(func=_data_unlabelled)
+    p = data_sub.add_parser("import-takedowns", help="a platform takedown export -> labelled JSONL")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--output", required=True)
+    p.add_argument("--reasons", default=None, help="reason-code mapping (default configs/takedown_reasons.yaml)")
+    p.add_argument("--columns", default=None, help="column mapping (default configs/columns.yaml)")
+    p.set_defaults(func=_data_import)
+
+    p = sub.add_parser("baselines", help="keyword and TF-IDF baselines -> reports/baselines.{md,json}")
+    p.add_argument("--data", default=str(LABELLED))
+    p.add_argument("--out", default=str(REPORTS))
+    p.set_defaults(func=_baselines)
+
+    p = sub.add_parser("train", help="fine-tune, calibrate, export and register a model bundle")
+    p.add_argument("--config", default="configs/e5_small.yaml", help="experiment YAML (configs/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set training.epochs=2 (repeatable)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("score", help="score platform dumps (CSV/JSONL/Parquet, .gz, or directories of shards)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("--output", required=True, help="OUT.parquet, OUT.jsonl or OUT.csv (optionally .gz)")
+    p.add_argument("--model", default=str(REPO_ROOT / "models" / "current"), help="model bundle directory (default models/current)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--chunk-size", type=int, default=5000, help="rows per committed chunk (the resume unit)")
+    p.add_argument("--columns", default=None, help="column mapping YAML (default configs/columns.yaml)")
+    p.add_argument("--encoding", default=None, help="force an input encoding (default: BOM, UTF-8, then GB18030)")
+    p.add_argument("--attribution", choices=["occlusion", "none"], default="occlusion",
+                   help="model evidence by occluding clauses of flagged listings (default) or lexicon evidence only")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_score)
+
+    p = sub.add_parser("normalize", help="print the normalised form of TEXT (or of each stdin line)")
+    p.add_argument("text", nargs="*")
+    p.set_defaults(func=_normalize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from reportguard.core.records import InputError
+    from reportguard.serve.bundle import BundleError
+    try:
+        return args.func(args)
+    except (InputError, BundleError, ValueError, KeyError, FileNotFoundError) as exc:
+        print(f"reportguard: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

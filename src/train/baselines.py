@@ -1,0 +1,114 @@
+"""The two baselines the BERT model must beat, reported in reports/baselines.{md,json}.
+
+- keyword: a label fires when any phrase of src/core/lexicon/phrases.yaml matches the normalised
+  text (the notice's phrases and their obvious variants). Nothing is learned from train.
+- tfidf: character 1-3-gram TF-IDF on the normalised text, one balanced logistic regression per
+  label, fitted on train; each label's threshold is the F1-maximising one on validation.
+
+Both read text through the shared normaliser, as the model does.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reportguard.core.labels import MODEL_LABELS, TAGS
+from reportguard.core.normalize import listing_text
+from reportguard.core.phrases import keyword_labels
+
+from .corpus import load_split
+from .metrics import best_f1_threshold, per_label, slice_metrics, to_matrix
+
+
+def keyword_predict(rows: list[dict]) -> np.ndarray:
+    return to_matrix([keyword_labels(listing_text(r["title"], r["description"])) for r in rows])
+
+
+class TfidfBaseline:
+    """fit / predict_proba / predict, scikit-learn style; learned attributes end with `_`."""
+
+    def __init__(self, ngram_range: tuple[int, int] = (1, 3), C: float = 4.0, max_features: int = 200_000):
+        self.ngram_range = ngram_range
+        self.C = C
+        self.max_features = max_features
+
+    def fit(self, texts: list[str], y: np.ndarray) -> "TfidfBaseline":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        self.vectorizer_ = TfidfVectorizer(analyzer="char", ngram_range=self.ngram_range, sublinear_tf=True,
+                                           min_df=2, max_features=self.max_features)
+        x = self.vectorizer_.fit_transform(texts)
+        from sklearn.dummy import DummyClassifier
+
+        # A label that never (or always) occurs in train gets a constant prior, not a crash.
+        self.models_ = [(LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000)
+                         if len(set(y[:, k])) > 1 else DummyClassifier(strategy="prior")).fit(x, y[:, k])
+                        for k in range(y.shape[1])]
+        self.thresholds_ = np.full(y.shape[1], 0.5)
+        return self
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        x = self.vectorizer_.transform(texts)
+        return np.column_stack([m.predict_proba(x)[:, -1] if len(m.classes_) > 1 else np.full(x.shape[0], float(m.classes_[0]))
+                                for m in self.models_])
+
+    def tune_thresholds(self, texts: list[str], y: np.ndarray) -> "TfidfBaseline":
+        scores = self.predict_proba(texts)
+        self.thresholds_ = np.array([best_f1_threshold(y[:, k], scores[:, k]) for k in range(y.shape[1])])
+        return self
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        return (self.predict_proba(texts) >= self.thresholds_).astype(np.int8)
+
+
+def run_baselines(data: Path, out: Path) -> dict:
+    splits = {name: load_split(data, name) for name in ("train", "validation", "test")}
+    texts = {name: [listing_text(r["title"], r["description"]) for r in rows] for name, rows in splits.items()}
+    y = {name: to_matrix([r["labels"] for r in rows]) for name, rows in splits.items()}
+    results: dict = {"data": str(data), "rows": {k: len(v) for k, v in splits.items()}}
+
+    t0 = time.perf_counter()
+    results["keyword"] = {}
+    for name in ("validation", "test"):
+        pred = keyword_predict(splits[name])
+        results["keyword"][name] = per_label(y[name], pred)
+        results["keyword"][name]["slices"] = slice_metrics(splits[name], y[name], pred, TAGS)
+    t1 = time.perf_counter()
+    model = TfidfBaseline().fit(texts["train"], y["train"]).tune_thresholds(texts["validation"], y["validation"])
+    results["tfidf"] = {"thresholds": dict(zip(MODEL_LABELS, map(float, model.thresholds_)))}
+    for name in ("validation", "test"):
+        scores = model.predict_proba(texts[name])
+        pred = (scores >= model.thresholds_).astype(np.int8)
+        results["tfidf"][name] = per_label(y[name], pred, scores)
+        results["tfidf"][name]["slices"] = slice_metrics(splits[name], y[name], pred, TAGS)
+    results["seconds"] = {"keyword": round(t1 - t0, 2), "tfidf": round(time.perf_counter() - t1, 2)}
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "baselines.json").write_text(json.dumps(results, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    (out / "baselines.md").write_text(render(results), encoding="utf-8")
+    print(render(results))
+    return results
+
+
+def render(results: dict) -> str:
+    lines = ["# Baselines", "",
+             "Written by `reportguard baselines` (`make baselines`). Trained on `train`, thresholds "
+             "chosen on `validation`; `test` is held out.", ""]
+    for split in ("validation", "test"):
+        lines += [f"## {split} ({results['rows'][split]} rows)", "",
+                  "| baseline | label | precision | recall | F1 |", "|---|---|---:|---:|---:|"]
+        for name in ("keyword", "tfidf"):
+            m = results[name][split]
+            for label in MODEL_LABELS:
+                lines.append(f"| {name} | `{label}` | {m[label]['precision']:.3f} | {m[label]['recall']:.3f} | {m[label]['f1']:.3f} |")
+            lines.append(f"| {name} | **macro-F1** | | | **{m['macro_f1']:.3f}** |")
+        lines.append("")
+    lines += ["## test, macro-F1 per slice", "", "| slice | rows | keyword | tfidf |", "|---|---:|---:|---:|"]
+    for tag, s in results["tfidf"]["test"]["slices"].items():
+        k = results["keyword"]["test"]["slices"][tag]
+        lines.append(f"| `{tag}` | {s['rows']} | {k['macro_f1']:.3f} | {s['macro_f1']:.3f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,134 @@
+"""Multi-label fine-tuning with the transformers Trainer.
+
+Inputs are the normalised title and description (core.normalize.listing_text), encoded by
+core.encoding exactly as the scorer encodes them. The loss is BCE with a per-label positive
+weight (neg/pos)^power, so rarer labels count more without swamping precision. The train split is
+obfuscated on the fly (augment.py) with a seeded generator; validation and test never are.
+Early stopping watches validation macro-F1.
+"""
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+
+from reportguard.core.encoding import EncodingSpec, encode_texts, pad_batch
+from reportguard.core.normalize import listing_text
+
+from .augment import obfuscate
+from .metrics import to_matrix
+
+
+class ListingDataset(torch.utils.data.Dataset):
+    """Rows -> encoded examples; the train split re-obfuscates raw text each time it is read."""
+
+    def __init__(self, rows: list[dict], tokenizer, spec: EncodingSpec, augment_probability: float = 0.0, seed: int = 0):
+        self.rows = rows
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.augment_probability = augment_probability
+        self.rng = random.Random(seed)
+        self.labels = to_matrix([r["labels"] for r in rows]).astype(np.float32)
+        self.texts = [listing_text(r["title"], r["description"]) for r in rows]
+        self.ids, self.truncated = encode_texts(tokenizer, self.texts, spec)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        ids = self.ids[i]
+        if self.augment_probability and self.rng.random() < self.augment_probability:
+            row = self.rows[i]
+            text = listing_text(obfuscate(row["title"], self.rng), obfuscate(row["description"], self.rng) if row["description"] else "")
+            ids = encode_texts(self.tokenizer, [text], self.spec)[0][0]
+        return {"input_ids": ids, "labels": self.labels[i]}
+
+
+def make_collator(pad_id: int):
+    def collate(features: list[dict]) -> dict:
+        input_ids, mask = pad_batch([f["input_ids"] for f in features], pad_id)
+        return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask),
+                "labels": torch.from_numpy(np.stack([f["labels"] for f in features]))}
+    return collate
+
+
+def positive_weights(labels: np.ndarray, power: float) -> torch.Tensor:
+    """(negatives / positives) ** power per label; power 0 switches balancing off."""
+    pos = labels.sum(axis=0).clip(min=1)
+    neg = len(labels) - pos
+    return torch.tensor((neg / pos) ** power, dtype=torch.float32)
+
+
+def macro_f1_at_half(eval_pred) -> dict:
+    from sklearn.metrics import f1_score
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    pred = (logits > 0).astype(int)  # sigmoid(x) > 0.5; thresholds are tuned after training
+    return {"macro_f1": float(f1_score(labels.astype(int), pred, average="macro", zero_division=0))}
+
+
+class ProgressLog(TrainerCallback):
+    """One line per evaluation, and the metrics to a callback (MLflow) as they arrive."""
+
+    def __init__(self, log_metrics=None):
+        self.log_metrics = log_metrics
+        self.start = time.perf_counter()
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics = metrics or {}
+        print(f"epoch {state.epoch:.2f} step {state.global_step}: val macro-F1 {metrics.get('eval_macro_f1', float('nan')):.4f} "
+              f"loss {metrics.get('eval_loss', float('nan')):.4f} ({time.perf_counter() - self.start:.0f}s)", flush=True)
+        if self.log_metrics:
+            self.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.log_metrics and logs and "loss" in logs:
+            self.log_metrics({"train_loss": logs["loss"], "learning_rate": logs.get("learning_rate", 0.0)}, state.global_step)
+
+
+def fine_tune(model, train: ListingDataset, validation: ListingDataset, config: dict, out_dir: Path, log_metrics=None):
+    """Train; return the Trainer holding the best model (by validation macro-F1)."""
+    t = config["training"]
+    if config["model"].get("freeze_word_embeddings"):
+        model.get_input_embeddings().weight.requires_grad_(False)
+    if t.get("threads"):
+        torch.set_num_threads(int(t["threads"]))
+    weights = positive_weights(train.labels, t["pos_weight_power"])
+
+    def bce(outputs, labels, num_items_in_batch=None):
+        return torch.nn.functional.binary_cross_entropy_with_logits(outputs["logits"], labels, pos_weight=weights)
+
+    args = TrainingArguments(
+        output_dir=str(out_dir / "checkpoints"),
+        num_train_epochs=t["epochs"], max_steps=t["max_steps"],
+        per_device_train_batch_size=t["batch_size"], per_device_eval_batch_size=t["eval_batch_size"],
+        learning_rate=t["learning_rate"], weight_decay=t["weight_decay"], warmup_steps=t["warmup"],
+        lr_scheduler_type="linear", eval_strategy="epoch", save_strategy="epoch", save_total_limit=1,
+        load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=True,
+        logging_steps=20, report_to="none", use_cpu=True, seed=t["seed"], data_seed=t["seed"],
+        dataloader_num_workers=0, remove_unused_columns=False, save_only_model=True, disable_tqdm=False,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
+                      data_collator=make_collator(train.spec.pad_id), compute_loss_func=bce,
+                      compute_metrics=macro_f1_at_half,
+                      callbacks=[EarlyStoppingCallback(early_stopping_patience=t["early_stopping_patience"]),
+                                 ProgressLog(log_metrics)])
+    trainer.train()
+    return trainer
+
+
+@torch.no_grad()
+def predict_logits(model, dataset: ListingDataset, batch_size: int = 64) -> np.ndarray:
+    """PyTorch logits for a dataset, in its order (length-sorted batches to save padding)."""
+    model.eval()
+    order = np.argsort([len(x) for x in dataset.ids], kind="stable")
+    out = np.zeros((len(dataset), dataset.labels.shape[1]), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        input_ids, mask = pad_batch([dataset.ids[i] for i in idx], dataset.spec.pad_id)
+        logits = model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(mask)).logits
+        out[idx] = logits.float().numpy()
+    return out

@@ -1,0 +1,52 @@
+"""Multi-label metrics shared by the baselines and the model's evaluation."""
+from __future__ import annotations
+
+import numpy as np
+
+from reportguard.core.labels import MODEL_LABELS
+
+
+def to_matrix(label_lists: list[list[str]]) -> np.ndarray:
+    """Rows of label names -> a 0/1 matrix with one column per model label."""
+    return np.array([[name in labels for name in MODEL_LABELS] for labels in label_lists], dtype=np.int8)
+
+
+def per_label(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray | None = None) -> dict:
+    """precision, recall, F1 (and PR-AUC with scores) per label, plus macro-F1 over the model labels."""
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support
+
+    p, r, f, support = precision_recall_fscore_support(y_true, y_pred, average=None, zero_division=0,
+                                                       labels=list(range(len(MODEL_LABELS))))
+    out: dict = {}
+    for k, name in enumerate(MODEL_LABELS):
+        out[name] = {"precision": float(p[k]), "recall": float(r[k]), "f1": float(f[k]), "support": int(support[k])}
+        if scores is not None and y_true[:, k].any():
+            out[name]["pr_auc"] = float(average_precision_score(y_true[:, k], scores[:, k]))
+    out["macro_f1"] = float(np.mean(f))
+    return out
+
+
+def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """The score threshold that maximises F1 for one label (ties: the higher threshold)."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(y_true, scores)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    best = int(np.argmax(f1[:-1])) if len(thresholds) else 0
+    return float(thresholds[best]) if len(thresholds) else 0.5
+
+
+def slice_metrics(rows: list[dict], y_true: np.ndarray, y_pred: np.ndarray, tags: tuple[str, ...]) -> dict:
+    """Macro-F1 and exact-match accuracy per slice tag (rows carrying that tag)."""
+    from sklearn.metrics import f1_score
+
+    out = {}
+    for tag in tags:
+        idx = [i for i, r in enumerate(rows) if tag in r.get("tags", [])]
+        if not idx:
+            continue
+        t, p = y_true[idx], y_pred[idx]
+        out[tag] = {"rows": len(idx),
+                    "macro_f1": float(f1_score(t, p, average="macro", zero_division=0)),
+                    "exact_match": float((t == p).all(axis=1).mean())}
+    return out

@@ -1,0 +1,222 @@
+"""`reportguard train`: corpus -> fine-tuned model -> calibrated, exported, gated bundle, tracked in MLflow.
+
+train() reads as the sequence of steps it runs; each step is a function in this package.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reportguard.core.encoding import encode_texts, spec_for
+from reportguard.core.labels import MODEL_LABELS
+from reportguard.core.normalize import listing_text
+
+from .baselines import TfidfBaseline, keyword_predict
+from .calibrate import calibrate, sigmoid
+from .config import resolve
+from .corpus import load_split
+from .export import INT8_FLAVOURS, choose_precision, compare, export_onnx, fuse, onnx_logits, point_current, quantize, write_bundle
+from .finetune import ListingDataset, fine_tune, predict_logits
+from .metrics import per_label, slice_metrics, to_matrix
+from .model import load_backbone
+from .report import evaluate, plot_pr_curves, plot_reliability, render
+from .tracking import data_hash, flatten, log_bundle, mlflow_run
+
+
+def choose_max_length(tokenizer, texts: list[str], configured) -> tuple[int, dict]:
+    """`auto`: the 95th percentile of token lengths (+2 specials), rounded up to 16, capped at 256."""
+    lengths = np.array([len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]) + 2
+    stats = {f"p{q}": int(np.percentile(lengths, q)) for q in (50, 90, 95, 99)}
+    stats["max"] = int(lengths.max())
+    if configured == "auto":
+        max_length = int(min(256, max(32, -(-stats["p95"] // 16) * 16)))
+    else:
+        max_length = int(configured)
+    stats["truncated_share"] = float((lengths > max_length).mean())
+    return max_length, stats
+
+
+def load_data(config: dict) -> dict[str, list[dict]]:
+    folder = resolve(config["data"]["dir"])
+    splits = {name: load_split(folder, name) for name in ("train", "validation", "test")}
+    for extra in config["data"].get("extra_train") or []:
+        rows = [json.loads(line) for line in resolve(extra).read_text(encoding="utf-8").splitlines() if line.strip()]
+        for r in rows:
+            r.setdefault("tags", [])
+        splits["train"] += rows
+        print(f"+ {len(rows)} extra training rows from {extra}")
+    return splits
+
+
+def model_card(summary: dict, config: dict) -> str:
+    t = summary["test"]
+    return f"""# Model card: {summary['model_version']}
+
+**What it does.** Flags Chinese platform listings that sell counterfeit inspection/testing reports
+(`report_sale`), make false testing promises (`false_ad`), or offer testing services at all
+(`testing_service`), per the labels of `TAXONOMY.md` (市监检测发〔2021〕54号). `credential_missing`
+is derived by rule at scoring time.
+
+**Backbone.** {json.dumps(summary['provenance'], ensure_ascii=False)}
+
+**Training data.** The reportguard hand-written corpus (data/README.md), sha256 `{summary['data_hash']}`;
+{summary['train_rows']} train rows, thresholds and temperatures fitted on {summary['validation_rows']} validation rows.
+
+**Test results** ({summary['test_rows']} held-out rows of the same corpus): macro-F1 {t['macro_f1']:.3f};
+""" + "; ".join(f"{x} P {t[x]['precision']:.3f} R {t[x]['recall']:.3f} F1 {t[x]['f1']:.3f}" for x in MODEL_LABELS) + f""".
+TF-IDF baseline macro-F1 on the same split: {summary['baselines']['tfidf']['test']['macro_f1']:.3f}.
+
+**Shipped precision.** {summary['precision']}: {summary['precision_reason']}.
+
+**Input.** `normalize_text` version {summary['normalizer_version']} of title and description; at most
+{summary['max_length']} tokens, longer listings encoded head+tail.
+
+**Limitations.** Trained on hand-written listings, not real takedowns: test scores are optimistic for
+real dumps. Reads text only (no images or seller history). A flag is a lead for a reviewer, not a verdict.
+"""
+
+
+def train(config: dict) -> Path:
+    started = time.perf_counter()
+    version = f"{config['name']}-{time.strftime('%Y%m%dT%H%M%S')}"
+    models_dir = resolve(config["output"]["models_dir"])
+    report_dir = resolve(config["output"]["reports_dir"]) / "train" / version
+    work = models_dir / ".work" / version
+    report_dir.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+
+    # 1. Data: the labelled splits (plus extra training rows, e.g. exported reviewer verdicts).
+    splits = load_data(config)
+    texts = {k: [listing_text(r["title"], r["description"]) for r in v] for k, v in splits.items()}
+    labels = {k: to_matrix([r["labels"] for r in v]) for k, v in splits.items()}
+    label_files = [resolve(config["data"]["dir"]) / f"{k}.jsonl" for k in splits]
+    dhash = data_hash(label_files + [resolve(p) for p in config["data"].get("extra_train") or []])
+
+    # 2. Backbone and tokenizer; 3. max length from the measured token lengths.
+    model, tokenizer, provenance = load_backbone(config, texts["train"])
+    max_length, length_stats = choose_max_length(tokenizer, texts["train"], config["model"]["max_length"])
+    spec = spec_for(tokenizer, max_length, config["model"]["head_share"])
+    print(f"token lengths {length_stats}; max_length {max_length}", flush=True)
+    t = config["training"]
+    datasets = {"train": ListingDataset(splits["train"], tokenizer, spec, t["augment_probability"], t["seed"]),
+                "validation": ListingDataset(splits["validation"], tokenizer, spec),
+                "test": ListingDataset(splits["test"], tokenizer, spec)}
+
+    resolved = {k: v for k, v in config.items()}
+    resolved.update(model_version=version, max_length_resolved=max_length)
+    with mlflow_run(config, version) as mlflow:
+        log = (lambda m, step: mlflow.log_metrics({k.replace("eval_", "val_"): float(v) for k, v in m.items()}, step=step)) if mlflow else None
+        if mlflow:
+            mlflow.log_params(flatten(resolved))
+            mlflow.log_dict(resolved, "config.resolved.json")
+            mlflow.set_tags({"data_sha256": dhash, "model_version": version})
+            mlflow.log_metrics({f"token_length_{k}": float(v) for k, v in length_stats.items()})
+
+        # 4. Fine-tune (early stopping on validation macro-F1; the best checkpoint is kept).
+        t0 = time.perf_counter()
+        trainer = fine_tune(model, datasets["train"], datasets["validation"], config, work, log)
+        train_seconds = time.perf_counter() - t0
+        model = trainer.model
+
+        # 5. Calibration and thresholds on validation only.
+        torch_logits = {k: predict_logits(model, datasets[k], t["eval_batch_size"]) for k in ("validation", "test")}
+        calibration = calibrate(torch_logits["validation"], labels["validation"], config)
+
+        # 6. Baselines on the same splits, for the report.
+        baselines = _baselines(splits, texts, labels)
+
+        # 7. Export, fuse, check parity, quantise, gate.
+        fp32_raw = export_onnx(model, work / "model_raw.onnx", spec.pad_id)
+        fp32 = fuse(fp32_raw, work / "model_fp32.onnx", model.config.num_attention_heads, model.config.hidden_size) \
+            if config["export"].get("optimize", True) else fp32_raw
+        ids = {k: encode_texts(tokenizer, texts[k], spec)[0] for k in ("validation", "test")}
+        variants = {"fp32": fp32}
+        if config["export"].get("quantize", True):
+            variants.update({name: quantize(fp32, work / f"model_{name}.onnx", name) for name in INT8_FLAVOURS})
+        export_results = {}
+        for name, path in variants.items():
+            result = {"file_mb": round(path.stat().st_size / 2**20, 1)}
+            for split in ("validation", "test"):
+                logits, seconds = onnx_logits(path, ids[split], spec.pad_id, threads=t.get("threads") or 2)
+                result[split] = compare(torch_logits[split], logits, labels[split], calibration)
+                result[f"{split}_seconds"] = seconds
+            export_results[name] = result
+            print(f"{name}: test macro-F1 {result['test']['macro_f1']:.4f}, agreement {result['test']['label_set_agreement']:.4f}, "
+                  f"max prob diff {result['test']['max_abs_prob_diff']:.4f}, {result['file_mb']} MB", flush=True)
+        fused_ok = export_results["fp32"]["test"]["label_set_agreement"] >= config["export"]["min_agreement"]
+        if not fused_ok:
+            raise RuntimeError(f"fused fp32 ONNX disagrees with PyTorch: {export_results['fp32']['test']}")
+        reference_f1 = per_label(labels["test"], (sigmoid(torch_logits["test"] / np.array(list(calibration["temperature"].values()))) >=
+                                                   np.array(list(calibration["thresholds"].values()))).astype(np.int8))["macro_f1"]
+        precision, reason = choose_precision(export_results, reference_f1, config)
+        print(f"shipping {precision}: {reason}", flush=True)
+
+        # 8. Evaluate what ships, on test.
+        chosen_logits = {k: onnx_logits(variants[precision], ids[k], spec.pad_id)[0] for k in ("validation", "test")}
+        temps = np.array([calibration["temperature"][x] for x in MODEL_LABELS])
+        thr = np.array([calibration["thresholds"][x] for x in MODEL_LABELS])
+        test_probs = sigmoid(chosen_logits["test"] / temps)
+        summary = {
+            "model_version": version, "config_file": config["config_file"], "backbone": provenance.get("source"),
+            "provenance": provenance, "data_hash": dhash, "normalizer_version": provenance.get("normalizer_version") or _nv(),
+            "train_rows": len(splits["train"]), "validation_rows": len(splits["validation"]), "test_rows": len(splits["test"]),
+            "max_length": max_length, "token_lengths": length_stats, "truncated_share": length_stats["truncated_share"],
+            "train_seconds": train_seconds, "precision": precision, "precision_reason": reason,
+            "calibration": calibration, "export": export_results, "baselines": baselines,
+            "validation": evaluate(splits["validation"], labels["validation"], sigmoid(chosen_logits["validation"] / temps), thr),
+            "test": evaluate(splits["test"], labels["test"], test_probs, thr),
+        }
+        plot_reliability(report_dir / "reliability.png", sigmoid(torch_logits["test"]), sigmoid(torch_logits["test"] / temps), labels["test"])
+        plot_pr_curves(report_dir / "pr_curves.png", test_probs, labels["test"], baselines["tfidf"]["test_probs"])
+        baselines["tfidf"].pop("test_probs")
+        report = render(summary)
+        (report_dir / "report.md").write_text(report, encoding="utf-8")
+        (report_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=float) + "\n", encoding="utf-8")
+        (report_dir.parent / "latest.md").write_text(report.replace("](", f"]({version}/"), encoding="utf-8")
+
+        # 9. The bundle; models/current points at it.
+        metrics = {"test": {k: v for k, v in summary["test"].items() if k not in ("errors",)},
+                   "validation_macro_f1": summary["validation"]["macro_f1"], "export": export_results,
+                   "baselines_test_macro_f1": {k: baselines[k]["test"]["macro_f1"] for k in ("keyword", "tfidf")}}
+        bundle = write_bundle(models_dir / version, chosen_onnx=variants[precision], fp32_onnx=fp32, tokenizer=tokenizer,
+                              hf_model=model, spec=spec, calibration=calibration, model_version=version, precision=precision,
+                              precision_reason=reason, provenance=provenance, metrics=metrics,
+                              card=model_card(summary, config), resolved_config=resolved, data_hash=dhash)
+        point_current(models_dir, bundle)
+        if mlflow:
+            mlflow.log_metrics({"test_macro_f1": summary["test"]["macro_f1"], "val_macro_f1_final": summary["validation"]["macro_f1"],
+                                **{f"test_f1_{x}": summary["test"][x]["f1"] for x in MODEL_LABELS},
+                                **{f"test_pr_auc_{x}": summary["test"][x].get("pr_auc", 0.0) for x in MODEL_LABELS},
+                                "tfidf_test_macro_f1": baselines["tfidf"]["test"]["macro_f1"], "train_seconds": train_seconds})
+            mlflow.log_artifacts(str(report_dir), artifact_path="report")
+            registered = log_bundle(mlflow, bundle, config)
+            print(f"MLflow: registered {config['mlflow']['registered_model']} version {registered}", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"bundle {bundle} (models/current); report {report_dir / 'report.md'}; "
+          f"test macro-F1 {summary['test']['macro_f1']:.4f}; {time.perf_counter() - started:.0f}s in all", flush=True)
+    return bundle
+
+
+def _nv() -> str:
+    from reportguard.core.normalize import NORMALIZER_VERSION
+    return NORMALIZER_VERSION
+
+
+def _baselines(splits: dict, texts: dict, labels: dict) -> dict:
+    from reportguard.core.labels import TAGS
+    out = {"keyword": {}, "tfidf": {}}
+    for split in ("validation", "test"):
+        pred = keyword_predict(splits[split])
+        out["keyword"][split] = per_label(labels[split], pred) | {"slices": slice_metrics(splits[split], labels[split], pred, TAGS)}
+    tfidf = TfidfBaseline().fit(texts["train"], labels["train"]).tune_thresholds(texts["validation"], labels["validation"])
+    for split in ("validation", "test"):
+        probs = tfidf.predict_proba(texts[split])
+        pred = (probs >= tfidf.thresholds_).astype(np.int8)
+        out["tfidf"][split] = per_label(labels[split], pred, probs) | {"slices": slice_metrics(splits[split], labels[split], pred, TAGS)}
+        if split == "test":
+            out["tfidf"]["test_probs"] = probs
+    return out
