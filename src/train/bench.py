@@ -1,0 +1,274 @@
+"""`make bench`: the scorer against a transformers pipeline, same checkpoint, same listings, one run.
+
+Variants, each in its own subprocess (so peak RSS is its own), all on the same 2,000 unique
+normalised listings and the same thread count:
+- pipeline:       transformers pipeline("text-classification"), PyTorch fp32, batch 32, bundle's hf/;
+- scorer_fp32:    the scorer's path (tokenizers + onnxruntime), fused fp32 graph, length-bucketed;
+- scorer_fp32_unsorted: the same without length bucketing (what bucketing is worth);
+- scorer_int8:    the same with the int8 graph (shipped, or quantised here if the gate kept fp32).
+Plus: a fp32 matmul peak measured in the same run (achieved GFLOP/s is reported against it),
+tokenisation speed of `tokenizers` batch encoding against the transformers tokenizer called per
+text, and an end-to-end `reportguard score` of a dump with 30% repeated texts (dedup at work).
+Results: reports/bench.md and reports/bench.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reportguard.core.columns import REPO_ROOT
+
+N_LISTINGS = 2000
+BATCH = 32
+
+
+def _texts(n: int) -> list[str]:
+    from reportguard.core.normalize import listing_text
+    from .corpus import load_split
+    rows = [r for split in ("test", "validation", "train") for r in load_split(REPO_ROOT / "data" / "labelled", split)]
+    seen, texts = set(), []
+    for r in rows:
+        t = listing_text(r["title"], r["description"])
+        if t not in seen:
+            seen.add(t)
+            texts.append(t)
+    return texts[:n]
+
+
+def matmul_peak(threads: int, size: int = 1536, repeats: int = 5) -> float:
+    import torch
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.matmul(a, b)
+    best = min(_timed(lambda: torch.matmul(a, b)) for _ in range(repeats))
+    return 2 * size ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def model_flops(lengths: list[int], hidden: int, layers: int, intermediate: int) -> float:
+    """Forward FLOPs for sequences of these (unpadded) lengths: projections + FFN + attention."""
+    lengths = np.asarray(lengths, dtype=np.float64)
+    dense = 2 * lengths.sum() * layers * (4 * hidden * hidden + 2 * hidden * intermediate)
+    attention = 2 * layers * 2 * (lengths ** 2).sum() * hidden
+    return float(dense + attention)
+
+
+# --- workers (run in subprocesses) ---------------------------------------------------------------
+
+def _worker(variant: str, bundle_dir: str, texts_file: str, model_file: str | None, threads: int) -> dict:
+    texts = json.loads(Path(texts_file).read_text(encoding="utf-8"))
+    if variant == "pipeline":
+        return _pipeline_worker(bundle_dir, texts, threads)
+    from reportguard.serve.bundle import load_bundle
+    bundle = load_bundle(bundle_dir, threads=threads)
+    if model_file:
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        bundle._session = ort.InferenceSession(model_file, options, providers=["CPUExecutionProvider"])
+    t0 = time.perf_counter()
+    ids, _ = bundle.encode(texts)
+    tokenise = time.perf_counter() - t0
+    order = np.argsort([len(x) for x in ids], kind="stable") if variant != "scorer_fp32_unsorted" else np.arange(len(ids))
+    bundle.logits([ids[i] for i in order[:BATCH]])  # warm-up, not timed
+    probs = np.zeros((len(texts), 3), dtype=np.float32)
+    latencies = []
+    t0 = time.perf_counter()
+    for s in range(0, len(order), BATCH):
+        idx = order[s:s + BATCH]
+        tb = time.perf_counter()
+        probs[idx] = bundle.calibrate(bundle.logits([ids[i] for i in idx]))
+        latencies.append(time.perf_counter() - tb)
+    model_seconds = time.perf_counter() - t0
+    return {"seconds": tokenise + model_seconds, "tokenise_seconds": tokenise, "model_seconds": model_seconds,
+            "latencies": latencies, "probs": probs.tolist(), "lengths": [len(x) for x in ids]}
+
+
+def _pipeline_worker(bundle_dir: str, texts: list[str], threads: int) -> dict:
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerFast, pipeline
+
+    torch.set_num_threads(threads)
+    meta = json.loads((Path(bundle_dir) / "bundle.json").read_text(encoding="utf-8"))
+    enc = meta["encoding"]
+    tok_obj = Tokenizer.from_file(str(Path(bundle_dir) / "tokenizer.json"))
+    special = {k: tok_obj.id_to_token(enc[f"{k}_id"]) for k in ("cls", "sep", "pad")}
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok_obj, cls_token=special["cls"], sep_token=special["sep"],
+                                        pad_token=special["pad"], model_max_length=enc["max_length"])
+    model = AutoModelForSequenceClassification.from_pretrained(str(Path(bundle_dir) / "hf"))
+    pipe = pipeline("text-classification", model=model, tokenizer=tokenizer, device=-1, function_to_apply="sigmoid", top_k=None)
+    kwargs = {"batch_size": BATCH, "truncation": True, "max_length": enc["max_length"]}
+    pipe(texts[:BATCH], **kwargs)  # warm-up
+    latencies, t0 = [], time.perf_counter()
+    out = []
+    for s in range(0, len(texts), BATCH):
+        tb = time.perf_counter()
+        out += pipe(texts[s:s + BATCH], **kwargs)
+        latencies.append(time.perf_counter() - tb)
+    seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for t in texts:
+        tokenizer(t, truncation=True, max_length=enc["max_length"])
+    per_text_tokenise = time.perf_counter() - t0
+    return {"seconds": seconds, "latencies": latencies, "per_text_tokenise_seconds": per_text_tokenise,
+            "labels": [sorted(d["label"] for d in row if d["score"] >= 0.5) for row in out]}
+
+
+def _run_worker(variant: str, bundle: Path, texts_file: Path, model_file: Path | None, threads: int) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        out = Path(fh.name)
+    cmd = [sys.executable, "-m", "reportguard.train.bench", "worker", variant, str(bundle), str(texts_file), str(out),
+           "--threads", str(threads)] + (["--model-file", str(model_file)] if model_file else [])
+    subprocess.run(cmd, check=True)
+    result = json.loads(out.read_text())
+    out.unlink()
+    return result
+
+
+def run(bundle: Path, out_dir: Path, threads: int) -> dict:
+    from reportguard.serve.bundle import load_bundle
+    bundle = bundle.resolve()
+    b = load_bundle(bundle)
+    cfg = json.loads((bundle / "hf" / "config.json").read_text())
+    texts = _texts(N_LISTINGS)
+    work = Path(tempfile.mkdtemp(prefix="rg-bench-"))
+    texts_file = work / "texts.json"
+    texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+
+    # int8 and fp32 graphs of the same model
+    if b.meta["precision"] == "fp32":
+        fp32_file = bundle / "model.onnx"
+        from .export import quantize
+        int8_file = quantize(fp32_file, work / "model_int8.onnx", "qint8_per_channel")
+        int8_note = "quantised for this benchmark (qint8_per_channel); the bundle ships fp32"
+    else:
+        fp32_file, int8_file = bundle / "model_fp32.onnx", bundle / "model.onnx"
+        int8_note = f"shipped ({b.meta['precision']})"
+
+    peak = matmul_peak(threads)
+    results = {}
+    for variant, model_file in (("pipeline", None), ("scorer_fp32", fp32_file), ("scorer_fp32_unsorted", fp32_file), ("scorer_int8", int8_file)):
+        print(f"bench: {variant} ...", flush=True)
+        r = _run_worker(variant, bundle, texts_file, model_file, threads)
+        r["listings_per_second"] = len(texts) / r["seconds"]
+        r["p95_batch_seconds"] = float(np.percentile(r["latencies"], 95))
+        results[variant] = r
+    lengths = results["scorer_fp32"]["lengths"]
+    flops = model_flops(lengths, cfg["hidden_size"], cfg["num_hidden_layers"], cfg["intermediate_size"])
+    fp32_probs, int8_probs = np.array(results["scorer_fp32"]["probs"]), np.array(results["scorer_int8"]["probs"])
+    thr = b.thresholds
+    agreement = float(((fp32_probs >= thr) == (int8_probs >= thr)).all(axis=1).mean())
+    scorer_tok = results["scorer_fp32"]["tokenise_seconds"]
+    end_to_end = _end_to_end(bundle, work, threads)
+    summary = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": threads},
+        "bundle": b.model_version, "precision_shipped": b.meta["precision"], "int8": int8_note,
+        "listings": len(texts), "mean_tokens": float(np.mean(lengths)), "max_length": b.spec.max_length,
+        "matmul_peak_gflops": peak,
+        "variants": {k: {"listings_per_second": v["listings_per_second"], "p95_batch_seconds": v["p95_batch_seconds"],
+                         "peak_rss_mb": v["peak_rss_mb"], "seconds": v["seconds"],
+                         "achieved_gflops": flops / v.get("model_seconds", v["seconds"]) / 1e9}
+                     for k, v in results.items()},
+        "ratios_vs_pipeline": {k: results[k]["listings_per_second"] / results["pipeline"]["listings_per_second"]
+                               for k in results if k != "pipeline"},
+        "int8_fp32_label_agreement": agreement,
+        "tokenisation": {"tokenizers_batch_listings_per_second": len(texts) / scorer_tok,
+                         "transformers_per_text_listings_per_second": len(texts) / results["pipeline"]["per_text_tokenise_seconds"]},
+        "end_to_end": end_to_end,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "bench.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (out_dir / "bench.md").write_text(render(summary), encoding="utf-8")
+    print(render(summary))
+    return summary
+
+
+def _end_to_end(bundle: Path, work: Path, threads: int) -> dict:
+    """`reportguard score` on 2,000 listings of which 30% repeat an earlier text under a new id."""
+    from .corpus import load_split
+    rows = load_split(REPO_ROOT / "data" / "labelled", "train")[:1400]
+    rng = np.random.default_rng(0)
+    dups = [dict(rows[i], listing_id=f"{rows[i]['listing_id']}-r{k}") for k, i in enumerate(rng.integers(0, len(rows), 600))]
+    dump = work / "dump.jsonl"
+    dump.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows + dups), encoding="utf-8")
+    out = {}
+    for attribution in ("none", "occlusion"):
+        target = work / f"scored-{attribution}.parquet"
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "reportguard.cli", "score", str(dump), "--output", str(target), "--model", str(bundle),
+                        "--threads", str(threads), "--attribution", attribution, "--quiet"], check=True, capture_output=True)
+        seconds = time.perf_counter() - t0
+        manifest = json.loads(Path(f"{target}.manifest.json").read_text())
+        out[attribution] = {"rows": manifest["rows"]["in"], "unique": manifest["rows"]["unique"], "seconds": seconds,
+                            "rows_per_second": manifest["rows"]["in"] / seconds}
+    return out
+
+
+def render(s: dict) -> str:
+    v = s["variants"]
+    lines = ["# Scorer benchmark", "",
+             f"`make bench` on {s['machine']['cores']} cores ({s['machine']['cpu']}), {s['machine']['threads']} threads; bundle "
+             f"`{s['bundle']}` (ships {s['precision_shipped']}); {s['listings']} unique listings, mean {s['mean_tokens']:.0f} tokens, "
+             f"max_length {s['max_length']}. fp32 matmul peak measured in this run: **{s['matmul_peak_gflops']:.0f} GFLOP/s**.", "",
+             "| variant | listings/s | × pipeline | p95 batch (s) | peak RSS (MB) | achieved GFLOP/s | % of matmul peak |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in v.items():
+        ratio = s["ratios_vs_pipeline"].get(name, 1.0)
+        lines.append(f"| {name} | {r['listings_per_second']:.1f} | {ratio:.2f} | {r['p95_batch_seconds']:.3f} | {r['peak_rss_mb']:.0f} | "
+                     f"{r['achieved_gflops']:.1f} | {100 * r['achieved_gflops'] / s['matmul_peak_gflops']:.0f}% |")
+    t = s["tokenisation"]
+    e = s["end_to_end"]
+    lines += ["", f"- int8 vs fp32 label-set agreement: **{s['int8_fp32_label_agreement']:.4f}** (int8: {s['int8']}).",
+              f"- What each part contributes: length bucketing {v['scorer_fp32']['listings_per_second'] / v['scorer_fp32_unsorted']['listings_per_second']:.2f}×; "
+              f"int8 {v['scorer_int8']['listings_per_second'] / v['scorer_fp32']['listings_per_second']:.2f}× over fp32; "
+              f"tokenisation {t['tokenizers_batch_listings_per_second']:.0f} listings/s (tokenizers, batch) vs "
+              f"{t['transformers_per_text_listings_per_second']:.0f}/s (transformers tokenizer, per text).",
+              f"- End to end (`reportguard score`, {e['none']['rows']} rows, {e['none']['unique']} unique texts): "
+              f"{e['none']['rows_per_second']:.1f} rows/s without attribution, {e['occlusion']['rows_per_second']:.1f} rows/s with occlusion evidence.",
+              "- Achieved GFLOP/s counts useful (unpadded) encoder FLOPs over model time only; the pipeline's includes its own overheads.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="reportguard.train.bench")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("worker")
+    w.add_argument("variant")
+    w.add_argument("bundle")
+    w.add_argument("texts")
+    w.add_argument("out")
+    w.add_argument("--threads", type=int, default=2)
+    w.add_argument("--model-file", default=None)
+    r = sub.add_parser("run")
+    r.add_argument("--model", default=str(REPO_ROOT / "models" / "current"))
+    r.add_argument("--out", default=str(REPO_ROOT / "reports"))
+    r.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    args = parser.parse_args(argv)
+    if args.cmd == "worker":
+        result = _worker(args.variant, args.bundle, args.texts, args.model_file, args.threads)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        Path(args.out).write_text(json.dumps(result))
+        return 0
+    run(Path(args.model), Path(args.out), args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
