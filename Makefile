@@ -73,8 +73,12 @@ bench: $(STAMP)
 mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
+## notebook: run the error-analysis notebook top to bottom (in place)
+notebook: $(STAMP)
+	cd notebooks && ../$(BIN)/jupyter-execute --inplace error_analysis.ipynb
+
 ## clean: remove the virtual environment and caches (keeps data and models)
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info src/*.egg-info
 
-.PHONY: help setup test test-all corpus validate unlabelled baselines backbone train score-sample demo bench mlflow-ui clean
+.PHONY: help setup test test-all corpus validate unlabelled baselines backbone train score-sample demo bench mlflow-ui notebook clean

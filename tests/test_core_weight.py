@@ -16,3 +16,14 @@ def test_core_imports_no_heavy_packages():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_building_the_cli_parser_imports_no_heavy_packages():
+    code = (
+        "import sys\n"
+        "from reportguard.cli import build_parser\n"
+        "build_parser()\n"
+        f"print([m for m in {HEAVY!r} if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -128,6 +128,17 @@ def _format_of(path: Path) -> str | None:
     return None
 
 
+# Public names for the Spark engine, which lists, maps and reads files with these same functions.
+def format_of(path: Path) -> str | None:
+    """'csv', 'jsonl' or 'parquet' from the file name (.gz allowed), else None."""
+    return _format_of(path)
+
+
+def canonical_column(name: str, column_map: dict[str, str]) -> str:
+    """A header or key as reportguard's column name (configs/columns.yaml aliases)."""
+    return _canonical(name, column_map)
+
+
 def _open_binary(path: Path):
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
@@ -190,13 +201,12 @@ def _csv_header(path: Path, options: ReadOptions) -> tuple[list[str], str]:
 
 
 def _chunks_of_file(path: Path, options: ReadOptions, seen_ids: dict[str, str]) -> Iterator[Chunk]:
-    fmt = _format_of(path)
-    rows = {"csv": _csv_rows, "jsonl": _jsonl_rows, "parquet": _parquet_rows}[fmt](path, options)
+    rows = iter_rows(path, options)
     records: list[dict] = []
     rejects: list[Reject] = []
     for line, row, reject in rows:
         if reject is None:
-            reject = _validate(row, path, line, options, seen_ids)
+            reject = validate_row(row, path, line, options, seen_ids)
         if reject is None:
             records.append(row)
         else:
@@ -209,6 +219,12 @@ def _chunks_of_file(path: Path, options: ReadOptions, seen_ids: dict[str, str]) 
 
 
 RowEvent = tuple[int, dict, "Reject | None"]
+
+
+def iter_rows(path: Path, options: ReadOptions) -> Iterator[RowEvent]:
+    """One file's rows before validation, as (line, row, parse reject or None); used by
+    iter_chunks and by the Spark engine's readers."""
+    return {"csv": _csv_rows, "jsonl": _jsonl_rows, "parquet": _parquet_rows}[_format_of(path)](path, options)
 
 
 def _jsonl_rows(path: Path, options: ReadOptions) -> Iterator[RowEvent]:
@@ -369,8 +385,12 @@ def _parquet_rows(path: Path, options: ReadOptions) -> Iterator[RowEvent]:
 
 # --- row validation ----------------------------------------------------------------------------
 
-def _validate(row: dict, path: Path, line: int, options: ReadOptions, seen_ids: dict[str, str]) -> Reject | None:
-    """Check one row in place (ids become strings, None becomes ""); return a Reject or None."""
+def validate_row(row: dict, path: Path, line: int, options: ReadOptions, seen_ids: dict[str, str]) -> Reject | None:
+    """Check one row in place (ids become strings, None becomes ""); return a Reject or None.
+
+    `seen_ids` maps each accepted listing_id to where it was first seen ("file:line"); the Spark
+    engine (serve/spark_engine.py) calls this per row and checks duplicates across the dataset.
+    """
     def reject(reason: str, column: str | None = None) -> Reject:
         ident = row.get("listing_id")
         return Reject(str(path), line, reason, column=column,

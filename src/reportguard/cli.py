@@ -161,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sellers_command(sub)
     add_report_command(sub)
     add_review_commands(sub)
+    from reportguard.train.pretrain import add_pretrain_command
+    add_pretrain_command(sub)
 
     p = sub.add_parser("normalize", help="print the normalised form of TEXT (or of each stdin line)")
     p.add_argument("text", nargs="*")

@@ -50,7 +50,7 @@ class ScoreOptions:
     columns: str | None = None
     encoding: str | None = None
     attribution: str = "occlusion"  # or "none"
-    occlusion_clauses: int = 6
+    occlusion_clauses: int = 4
     min_drop: float = 0.1
     progress: bool = True
 
@@ -218,9 +218,9 @@ def score_records(records: list[dict], bundle: Bundle, cache: TextCache, options
                "evidence": json.dumps(evidence, ensure_ascii=False), "model_version": bundle.model_version,
                "_key": key, "_occlusion": json.dumps(occl)}
         for column, value in record.items():
-            if column in INTERNAL or column == "listing_id":
+            name = passthrough_name(column)
+            if name is None:
                 continue
-            name = f"input_{column}" if column in SCORE_COLUMNS or column.startswith("_") else column
             if name not in passthrough:
                 passthrough.append(name)
             row[name] = value
@@ -229,6 +229,18 @@ def score_records(records: list[dict], bundle: Bundle, cache: TextCache, options
     info = {"new_texts": len(new), "truncated": truncated,
             "seconds": {"normalise": t1 - t0, "inference": t2 - t1, "labels_and_evidence": t3 - t2}}
     return rows, info
+
+
+def passthrough_name(column: str) -> str | None:
+    """The output column that carries input `column`: None for listing_id and the reader's own
+    columns; prefixed "input_" where it would clash with a score column or an "_" resume column.
+
+    >>> [passthrough_name(c) for c in ("listing_id", "_line", "title", "labels", "_key")]
+    [None, None, 'title', 'input_labels', 'input__key']
+    """
+    if column in INTERNAL or column == "listing_id":
+        return None
+    return f"input_{column}" if column in SCORE_COLUMNS or column.startswith("_") else column
 
 
 def _score_chunk(index: int, chunk: Chunk, bundle: Bundle, cache: TextCache, options: ScoreOptions,

@@ -43,7 +43,12 @@ class _LogitsOnly(torch.nn.Module):
 
 
 def export_onnx(model, path: Path, pad_id: int) -> Path:
+    """Export with eager attention: the SDPA graph of transformers 5 is not recognised by
+    onnxruntime's fusion (measured: no Attention/EmbedLayerNorm fusion, 1.85x slower fp32)."""
     model.eval()
+    previous = getattr(model.config, "_attn_implementation", None)
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")
     example = torch.full((2, 16), pad_id, dtype=torch.long)
     example[:, :8] = 5
     mask = (example != pad_id).long()
@@ -51,6 +56,8 @@ def export_onnx(model, path: Path, pad_id: int) -> Path:
                       output_names=["logits"], opset_version=17, dynamo=False,
                       dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},
                                     "attention_mask": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}})
+    if previous and previous != "eager" and hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(previous)
     return path
 
 

@@ -37,7 +37,8 @@ def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
 
 
 def slice_metrics(rows: list[dict], y_true: np.ndarray, y_pred: np.ndarray, tags: tuple[str, ...]) -> dict:
-    """Macro-F1 and exact-match accuracy per slice tag (rows carrying that tag)."""
+    """Per slice tag: exact label-set match, false-alarm rate, and macro-F1 over the labels that
+    occur in the slice (None when none does: an all-clean slice has no F1, only false alarms)."""
     from sklearn.metrics import f1_score
 
     out = {}
@@ -46,7 +47,9 @@ def slice_metrics(rows: list[dict], y_true: np.ndarray, y_pred: np.ndarray, tags
         if not idx:
             continue
         t, p = y_true[idx], y_pred[idx]
+        present = [k for k in range(t.shape[1]) if t[:, k].any()]
         out[tag] = {"rows": len(idx),
-                    "macro_f1": float(f1_score(t, p, average="macro", zero_division=0)),
-                    "exact_match": float((t == p).all(axis=1).mean())}
+                    "exact_match": float((t == p).all(axis=1).mean()),
+                    "false_alarm_rate": float(((p == 1) & (t == 0)).any(axis=1).mean()),
+                    "macro_f1": float(f1_score(t[:, present], p[:, present], average="macro", zero_division=0)) if present else None}
     return out

@@ -22,7 +22,7 @@ LABEL2ID = {name: i for i, name in ID2LABEL.items()}
 
 def build_char_tokenizer(texts: list[str]) -> Tokenizer:
     """A BERT-style character WordPiece tokenizer over the characters in `texts` (tiny test models)."""
-    from tokenizers import models, pre_tokenizers
+    from tokenizers import models, normalizers, pre_tokenizers
 
     chars = sorted({c for t in texts for c in t if not c.isspace()})
     vocab = {tok: i for i, tok in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])}
@@ -31,6 +31,9 @@ def build_char_tokenizer(texts: list[str]) -> Tokenizer:
         if c.isascii() and c.isalnum():
             vocab.setdefault(f"##{c}", len(vocab))
     tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    # BERT splits CJK characters in its normaliser, not its pre-tokenizer: without this every
+    # Chinese run would be one "word" and become [UNK].
+    tok.normalizer = normalizers.BertNormalizer(clean_text=False, handle_chinese_chars=True, strip_accents=False, lowercase=False)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     return tok
 

@@ -175,9 +175,11 @@ def train(config: dict) -> Path:
             "validation": evaluate(splits["validation"], labels["validation"], sigmoid(chosen_logits["validation"] / temps), thr),
             "test": evaluate(splits["test"], labels["test"], test_probs, thr),
         }
+        summary["external"] = _external(config, variants[precision], tokenizer, spec, temps, thr, baselines)
         plot_reliability(report_dir / "reliability.png", sigmoid(torch_logits["test"]), sigmoid(torch_logits["test"] / temps), labels["test"])
         plot_pr_curves(report_dir / "pr_curves.png", test_probs, labels["test"], baselines["tfidf"]["test_probs"])
         baselines["tfidf"].pop("test_probs")
+        baselines["tfidf"].pop("model")
         report = render(summary)
         (report_dir / "report.md").write_text(report, encoding="utf-8")
         (report_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=float) + "\n", encoding="utf-8")
@@ -186,7 +188,8 @@ def train(config: dict) -> Path:
         # 9. The bundle; models/current points at it.
         metrics = {"test": {k: v for k, v in summary["test"].items() if k not in ("errors",)},
                    "validation_macro_f1": summary["validation"]["macro_f1"], "export": export_results,
-                   "baselines_test_macro_f1": {k: baselines[k]["test"]["macro_f1"] for k in ("keyword", "tfidf")}}
+                   "baselines_test_macro_f1": {k: baselines[k]["test"]["macro_f1"] for k in ("keyword", "tfidf")},
+                   "external": summary["external"]}
         bundle = write_bundle(models_dir / version, chosen_onnx=variants[precision], fp32_onnx=fp32, tokenizer=tokenizer,
                               hf_model=model, spec=spec, calibration=calibration, model_version=version, precision=precision,
                               precision_reason=reason, provenance=provenance, metrics=metrics,
@@ -196,7 +199,9 @@ def train(config: dict) -> Path:
             mlflow.log_metrics({"test_macro_f1": summary["test"]["macro_f1"], "val_macro_f1_final": summary["validation"]["macro_f1"],
                                 **{f"test_f1_{x}": summary["test"][x]["f1"] for x in MODEL_LABELS},
                                 **{f"test_pr_auc_{x}": summary["test"][x].get("pr_auc", 0.0) for x in MODEL_LABELS},
-                                "tfidf_test_macro_f1": baselines["tfidf"]["test"]["macro_f1"], "train_seconds": train_seconds})
+                                "tfidf_test_macro_f1": baselines["tfidf"]["test"]["macro_f1"], "train_seconds": train_seconds,
+                                **({"external_macro_f1": summary["external"]["model"]["macro_f1"],
+                                    "external_tfidf_macro_f1": summary["external"]["tfidf"]["macro_f1"]} if summary["external"] else {})})
             mlflow.log_artifacts(str(report_dir), artifact_path="report")
             registered = log_bundle(mlflow, bundle, config)
             print(f"MLflow: registered {config['mlflow']['registered_model']} version {registered}", flush=True)
@@ -204,6 +209,22 @@ def train(config: dict) -> Path:
     print(f"bundle {bundle} (models/current); report {report_dir / 'report.md'}; "
           f"test macro-F1 {summary['test']['macro_f1']:.4f}; {time.perf_counter() - started:.0f}s in all", flush=True)
     return bundle
+
+
+def _external(config: dict, onnx_path: Path, tokenizer, spec, temps, thr, baselines: dict) -> dict | None:
+    """Scores on independently written listings (data/external/*.jsonl), if any: never used for
+    training, thresholds or model choice; the closest proxy for listings from outside this corpus."""
+    files = sorted(resolve(config["data"].get("external_dir") or "data/external").glob("*.jsonl"))
+    if not files:
+        return None
+    rows = [json.loads(l) for f in files for l in f.read_text(encoding="utf-8").splitlines() if l.strip()]
+    texts = [listing_text(r["title"], r["description"]) for r in rows]
+    labels = to_matrix([r["labels"] for r in rows])
+    logits = onnx_logits(onnx_path, encode_texts(tokenizer, texts, spec)[0], spec.pad_id)[0]
+    model = per_label(labels, (sigmoid(logits / temps) >= thr).astype(np.int8))
+    tfidf = per_label(labels, baselines["tfidf"]["model"].predict(texts))
+    keyword = per_label(labels, keyword_predict(rows))
+    return {"files": [f.name for f in files], "rows": len(rows), "model": model, "tfidf": tfidf, "keyword": keyword}
 
 
 def _nv() -> str:
@@ -224,4 +245,5 @@ def _baselines(splits: dict, texts: dict, labels: dict) -> dict:
         out["tfidf"][split] = per_label(labels[split], pred, probs) | {"slices": slice_metrics(splits[split], labels[split], pred, TAGS)}
         if split == "test":
             out["tfidf"]["test_probs"] = probs
+    out["tfidf"]["model"] = tfidf
     return out

@@ -97,6 +97,14 @@ def render(summary: dict) -> str:
         lines.append(f"| `{x}` | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m.get('pr_auc', float('nan')):.3f} | "
                      f"{base['keyword']['test'][x]['f1']:.3f} | {base['tfidf']['test'][x]['f1']:.3f} |")
     lines.append(f"| **macro-F1** | | | **{test['macro_f1']:.3f}** | | {base['keyword']['test']['macro_f1']:.3f} | {base['tfidf']['test']['macro_f1']:.3f} |")
+    ext = summary.get("external")
+    if ext:
+        lines += ["", f"### Independently written listings ({ext['rows']} rows, {', '.join(ext['files'])})", "",
+                  "Written by a separate writer who never saw the corpus; not used for training, thresholds or model choice.", "",
+                  "| label | model F1 | TF-IDF F1 | keyword F1 |", "|---|---:|---:|---:|"]
+        for x in MODEL_LABELS:
+            lines.append(f"| `{x}` | {ext['model'][x]['f1']:.3f} | {ext['tfidf'][x]['f1']:.3f} | {ext['keyword'][x]['f1']:.3f} |")
+        lines.append(f"| **macro-F1** | **{ext['model']['macro_f1']:.3f}** | {ext['tfidf']['macro_f1']:.3f} | {ext['keyword']['macro_f1']:.3f} |")
     lines += ["", f"Exact label-set match: {test['exact_match']:.3f}. Validation macro-F1 (thresholds tuned there): "
               f"{summary['validation']['macro_f1']:.3f}.", "",
               "![precision-recall](pr_curves.png)", "", "## Calibration (fitted on validation, shown on test)", "",
@@ -110,10 +118,16 @@ def render(summary: dict) -> str:
     for name, r in summary["export"].items():
         lines.append(f"| {name} | {r['test']['macro_f1']:.4f} | {r['test']['label_set_agreement']:.4f} | "
                      f"{r['test']['max_abs_prob_diff']:.4f} | {r['test_seconds']:.1f} |")
-    lines += ["", "## Test macro-F1 per slice", "", "| slice | rows | model | TF-IDF | keyword |", "|---|---:|---:|---:|---:|"]
+    lines += ["", "## Test slices", "",
+              "Exact match: the whole label set right. False alarms: rows given a label they don't have. "
+              "Macro-F1 over the labels present in the slice (none for all-clean slices).", "",
+              "| slice | rows | exact match: model / TF-IDF / keyword | false alarms: model / TF-IDF / keyword | macro-F1: model / TF-IDF |",
+              "|---|---:|---|---|---|"]
     for tag, s in test["slices"].items():
-        lines.append(f"| `{tag}` | {s['rows']} | {s['macro_f1']:.3f} | {base['tfidf']['test']['slices'].get(tag, {}).get('macro_f1', float('nan')):.3f} | "
-                     f"{base['keyword']['test']['slices'].get(tag, {}).get('macro_f1', float('nan')):.3f} |")
+        t, k = base["tfidf"]["test"]["slices"].get(tag, {}), base["keyword"]["test"]["slices"].get(tag, {})
+        f1 = "–" if s["macro_f1"] is None else f"{s['macro_f1']:.3f} / {t.get('macro_f1') or 0:.3f}"
+        lines.append(f"| `{tag}` | {s['rows']} | {s['exact_match']:.3f} / {t.get('exact_match', 0):.3f} / {k.get('exact_match', 0):.3f} | "
+                     f"{s['false_alarm_rate']:.3f} / {t.get('false_alarm_rate', 0):.3f} / {k.get('false_alarm_rate', 0):.3f} | {f1} |")
     lines += ["", "## Label combinations (test)", "", "| true | predicted | rows |", "|---|---|---:|"]
     lines += [f"| {c['true']} | {c['predicted']} | {c['rows']} |" for c in test["combinations"]]
     lines += ["", f"## Errors on test ({len(test['errors'])})", "", "| id | true | predicted | probabilities | text |", "|---|---|---|---|---|"]

@@ -1,0 +1,164 @@
+"""`reportguard pretrain`: masked-LM continued pretraining (domain-adaptive) of any backbone.
+
+Text comes from plain-text files (one passage per line, e.g. data/unlabelled/train.txt from
+`reportguard data unlabelled`) or from platform dumps in any format the scorer reads (title and
+description). Every passage goes through the shared normaliser first, as at fine-tuning time.
+
+On 2 CPU cores this is slow (FEASIBILITY.md: ~3,600 tokens/s even for a 4 x 256 model), so the
+default is a short, measured continuation; at scale run it on a GPU (see the README: the same
+command with a larger --max-steps and --batch-size, and `--bf16`). The output directory is a
+backbone: point a fine-tuning config's `backbone.path` at it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+# torch is imported inside the functions: the CLI builds this command's parser on every call,
+# `reportguard score` included, which must never import torch.
+from reportguard.core.encoding import encode_texts, load_tokenizer, pad_batch, spec_for
+from reportguard.core.normalize import listing_text, normalize_text
+
+
+def read_passages(paths: list[str]) -> list[str]:
+    texts: list[str] = []
+    for p in map(Path, paths):
+        if p.suffix in (".txt",):
+            texts += [normalize_text(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        else:
+            from reportguard.core.records import ReadOptions, iter_chunks
+            for chunk in iter_chunks([p], ReadOptions(reject_duplicate_ids=False)):
+                texts += [listing_text(r["title"], r.get("description") or "") for r in chunk.records]
+    return [t for t in texts if len(t) >= 5]
+
+
+class MaskedLines:
+    """A map-style dataset of token-id lists (what DataLoader needs: __len__ and __getitem__)."""
+
+    def __init__(self, ids: list[list[int]]):
+        self.ids = ids
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.ids[i]}
+
+
+def make_mlm_collator(tokenizer, spec, mask_id: int, vocab_size: int, probability: float, seed: int):
+    """BERT masking (80% [MASK], 10% random, 10% kept) on non-special tokens; loss on masked only."""
+    import torch
+    generator = torch.Generator().manual_seed(seed)
+    special = {spec.cls_id, spec.sep_id, spec.pad_id}
+
+    def collate(features):
+        input_ids, mask = pad_batch([f["input_ids"] for f in features], spec.pad_id)
+        ids = torch.from_numpy(input_ids)
+        attention = torch.from_numpy(mask)
+        candidates = attention.bool() & ~sum((ids == s) for s in special).bool()
+        chosen = (torch.rand(ids.shape, generator=generator) < probability) & candidates
+        labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+        roll = torch.rand(ids.shape, generator=generator)
+        ids = torch.where(chosen & (roll < 0.8), torch.full_like(ids, mask_id), ids)
+        random_ids = torch.randint(0, vocab_size, ids.shape, generator=generator)
+        ids = torch.where(chosen & (roll >= 0.8) & (roll < 0.9), random_ids, ids)
+        return {"input_ids": ids, "attention_mask": attention, "labels": labels}
+    return collate
+
+
+def masked_eval(model, dataset, collate, batch_size: int = 32) -> dict:
+    """Masked-token loss and accuracy on a fixed masking of the validation passages."""
+    import torch
+    torch.set_grad_enabled(False)
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    for s in range(0, len(dataset), batch_size):
+        batch = collate([dataset[i] for i in range(s, min(len(dataset), s + batch_size))])
+        out = model(**batch)
+        n = int((batch["labels"] != -100).sum())
+        loss_sum += float(out.loss) * n
+        pred = out.logits.argmax(-1)
+        correct += int(((pred == batch["labels"]) & (batch["labels"] != -100)).sum())
+        count += n
+    model.train()
+    torch.set_grad_enabled(True)
+    return {"loss": loss_sum / max(count, 1), "perplexity": math.exp(min(20, loss_sum / max(count, 1))),
+            "masked_accuracy": correct / max(count, 1), "masked_tokens": count}
+
+
+def pretrain(backbone: Path, train_files: list[str], validation_files: list[str], out: Path, max_steps: int = 200,
+             batch_size: int = 16, learning_rate: float = 5e-5, max_length: int = 128, seed: int = 42,
+             threads: int | None = None, limit: int | None = None) -> dict:
+    import torch
+    from transformers import AutoModelForMaskedLM, Trainer, TrainingArguments
+
+    if threads:
+        torch.set_num_threads(threads)
+    tokenizer = load_tokenizer(str(backbone / "tokenizer.json"))
+    spec = spec_for(tokenizer, max_length)
+    mask_id = tokenizer.token_to_id("<mask>") if tokenizer.token_to_id("<mask>") is not None else tokenizer.token_to_id("[MASK]")
+    train_texts, val_texts = read_passages(train_files), read_passages(validation_files)
+    if limit:
+        rng = np.random.default_rng(seed)
+        train_texts = [train_texts[i] for i in rng.permutation(len(train_texts))[:limit]]
+        val_texts = val_texts[: max(200, limit // 20)]
+    train_ds = MaskedLines(encode_texts(tokenizer, train_texts, spec)[0])
+    val_ds = MaskedLines(encode_texts(tokenizer, val_texts, spec)[0])
+    model = AutoModelForMaskedLM.from_pretrained(str(backbone))
+    vocab = model.config.vocab_size
+    train_collate = make_mlm_collator(tokenizer, spec, mask_id, vocab, 0.15, seed)
+    before = masked_eval(model, val_ds, make_mlm_collator(tokenizer, spec, mask_id, vocab, 0.15, seed + 1))
+    print(f"before: {before}", flush=True)
+    args = TrainingArguments(output_dir=str(out / "checkpoints"), max_steps=max_steps, per_device_train_batch_size=batch_size,
+                             learning_rate=learning_rate, warmup_steps=0.06, weight_decay=0.01, logging_steps=10,
+                             save_strategy="no", report_to="none", use_cpu=not torch.cuda.is_available(), seed=seed,
+                             remove_unused_columns=False, dataloader_num_workers=0)
+    t0 = time.perf_counter()
+    Trainer(model=model, args=args, train_dataset=train_ds, data_collator=train_collate).train()
+    seconds = time.perf_counter() - t0
+    after = masked_eval(model, val_ds, make_mlm_collator(tokenizer, spec, mask_id, vocab, 0.15, seed + 1))
+    print(f"after: {after}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save(str(out / "tokenizer.json"))
+    tokens = sum(len(x) for x in train_ds.ids[: max_steps * batch_size])
+    summary = {"backbone": str(backbone), "train_passages": len(train_ds), "validation_passages": len(val_ds),
+               "max_steps": max_steps, "batch_size": batch_size, "seconds": seconds,
+               "tokens_per_second": tokens / max(seconds, 1e-9), "before": before, "after": after}
+    provenance = {}
+    if (backbone / "provenance.json").exists():
+        provenance = json.loads((backbone / "provenance.json").read_text(encoding="utf-8"))
+    provenance["continued_pretraining"] = summary | {"train_files": train_files}
+    (out / "provenance.json").write_text(json.dumps(provenance, ensure_ascii=False, indent=1), encoding="utf-8")
+    return summary
+
+
+def add_pretrain_command(sub) -> None:
+    from reportguard.core.columns import REPO_ROOT
+    p = sub.add_parser("pretrain", help="masked-LM continued pretraining of a backbone on unlabelled text")
+    p.add_argument("--backbone", default=str(REPO_ROOT / "models" / "backbones" / "multilingual-e5-small-pruned"))
+    p.add_argument("--train", nargs="+", default=[str(REPO_ROOT / "data" / "unlabelled" / "train.txt")],
+                   help=".txt (one passage per line) or platform dumps (CSV/JSONL/Parquet)")
+    p.add_argument("--validation", nargs="+", default=[str(REPO_ROOT / "data" / "unlabelled" / "validation.txt")])
+    p.add_argument("--out", default=str(REPO_ROOT / "models" / "backbones" / "e5-small-dapt"))
+    p.add_argument("--max-steps", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--limit", type=int, default=None, help="use a random sample of this many training passages")
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=lambda a: print(json.dumps(pretrain(Path(a.backbone), a.train, a.validation, Path(a.out), a.max_steps,
+                                                             a.batch_size, a.learning_rate, a.max_length, threads=a.threads,
+                                                             limit=a.limit), indent=1)) or 0)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="reportguard")
+    add_pretrain_command(parser.add_subparsers(dest="cmd", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
