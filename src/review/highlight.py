@@ -5,14 +5,16 @@ and only then are the escaped pieces wrapped in <mark> elements whose class name
 fixed label list. Inserting <mark> tags into raw text and escaping afterwards (or not at all)
 is how highlighters end up executing a seller's `<script>`.
 
-Evidence offsets come from the scorer and index the ORIGINAL field text. A span whose offsets
-are out of range or do not match its quoted text is re-anchored on the first occurrence of the
-quoted text, and dropped if that fails too: a wrong highlight misleads a reviewer, a missing one
-only makes them read.
+Evidence offsets come from the scorer and index the ORIGINAL field text. Which spans are shown is
+core.evidence_spans's choice (shared with the report page): a span whose offsets are out of range
+or do not match its quoted text is re-anchored on the first occurrence of the quoted text, and
+dropped if that fails too: a wrong highlight misleads a reviewer, a missing one only makes them read.
 """
 from __future__ import annotations
 
 from markupsafe import Markup, escape
+
+from reportguard.core.evidence_spans import evidence_spans
 
 from .queue import REVIEW_LABELS
 
@@ -20,23 +22,9 @@ FIELDS = ("title", "description")
 
 
 def spans_for(text: str, evidence: list[dict], field: str) -> list[tuple[int, int, str]]:
-    """Valid (start, end, label) spans of `evidence` that fall in `field`'s `text`."""
-    out = []
-    for ev in evidence:
-        if ev.get("field") != field:
-            continue
-        label = ev.get("label") if ev.get("label") in REVIEW_LABELS else "other"
-        quoted = ev.get("text") if isinstance(ev.get("text"), str) else ""
-        start, end = ev.get("start"), ev.get("end")
-        ok = isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)
-        if ok and quoted and text[start:end] != quoted:
-            ok = False
-        if not ok and quoted:
-            found = text.find(quoted)
-            ok, start, end = found >= 0, found, found + len(quoted)
-        if ok:
-            out.append((start, end, label))
-    return out
+    """Valid (start, end, label) spans of `evidence` that fall in `field`'s `text`; a label outside
+    REVIEW_LABELS is shown as "other"."""
+    return evidence_spans(text, evidence, field, REVIEW_LABELS, other="other")
 
 
 def highlight(text: str | None, evidence: list[dict], field: str) -> Markup:

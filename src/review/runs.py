@@ -1,7 +1,7 @@
 """A scored run, as `reportguard score INPUT --output OUT` writes it, read back for review.
 
-One reader for the three output formats, so the queue, the exporters and the tests all see the
-same rows:
+The reading itself (the three formats, .gz, the CSV pipe convention) is serve/outputs.py's, the
+one reader every consumer of a run shares; this module adds what review needs on top:
 
 - Parquet and JSONL carry `labels` as a list; CSV carries it as one pipe-separated string
   ("report_sale|false_ad", empty for none), because CSV has no list type.
@@ -17,20 +17,17 @@ a review queue built from a half-read run would give biased estimates without an
 """
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
-from reportguard.core.labels import BY_NAME, MODEL_LABELS
+from reportguard.core.labels import BY_NAME
+from reportguard.serve.outputs import PROB_COLUMNS, iter_rows, run_format, split_labels
 
-SCORE_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in MODEL_LABELS)
-REQUIRED_COLUMNS: tuple[str, ...] = ("listing_id", *SCORE_COLUMNS, "labels", "decision")
+REQUIRED_COLUMNS: tuple[str, ...] = ("listing_id", *PROB_COLUMNS, "labels", "decision")
 DECISIONS = ("block", "review", "pass")
-FORMATS = (".parquet", ".jsonl", ".csv")
 
 
 class RunError(ValueError):
@@ -52,17 +49,6 @@ class Run:
         return versions.pop() if versions else str(self.manifest.get("model_version") or "unknown")
 
 
-def run_format(path: Path) -> str:
-    """'.parquet', '.jsonl' or '.csv' (a trailing .gz is allowed for the text formats)."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    fmt = ".jsonl" if suffixes and suffixes[-1] == ".ndjson" else (suffixes[-1] if suffixes else "")
-    if fmt not in FORMATS:
-        raise RunError(f"{path}: a scored run must be .parquet, .jsonl or .csv, not {''.join(path.suffixes) or 'no suffix'}")
-    return fmt
-
-
 def read_run(path: str | Path) -> Run:
     """Read a scored run in any of the three formats into plain dicts with typed columns.
 
@@ -72,16 +58,28 @@ def read_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.exists():
         raise RunError(f"{path}: no such scored run")
-    fmt = run_format(path)
-    raw_rows = {".parquet": _parquet_rows, ".jsonl": _jsonl_rows, ".csv": _csv_rows}[fmt](path)
+    try:
+        fmt = run_format(path)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
     rows, seen = [], set()
-    for number, raw in enumerate(raw_rows, start=1):
-        row = _typed(raw, path, number, csv_format=(fmt == ".csv"))
+    for number, raw in enumerate(_stored_rows(path), start=1):
+        row = _typed(raw, path, number, csv_format=(fmt == "csv"))
         if row["listing_id"] in seen:
             raise RunError(f"{path}: row {number}: duplicate listing_id {row['listing_id']!r}")
         seen.add(row["listing_id"])
         rows.append(row)
     return Run(path=path, rows=rows, manifest=read_manifest(path))
+
+
+def _stored_rows(path: Path) -> Iterator[dict]:
+    """The shared reader's rows, untyped; what it refuses (a missing column, a line that is not a
+    JSON object, an unreadable Parquet file) becomes a RunError naming the file."""
+    try:
+        yield from iter_rows(path, required=REQUIRED_COLUMNS)
+    except ValueError as exc:
+        message = str(exc)
+        raise RunError(message if message.startswith(str(path)) else f"{path}: {message}") from exc
 
 
 def read_manifest(path: Path) -> dict:
@@ -94,62 +92,17 @@ def read_manifest(path: Path) -> dict:
         raise RunError(f"{manifest}: invalid JSON at line {exc.lineno}") from exc
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.suffix.lower() == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
-
-
-def _parquet_rows(path: Path) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    _check_columns(path, table.column_names)
-    return table.to_pylist()
-
-
-def _jsonl_rows(path: Path) -> list[dict]:
-    rows = []
-    with _open_text(path) as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise RunError(f"{path}: line {line_no}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise RunError(f"{path}: line {line_no}: a row must be a JSON object")
-            rows.append(row)
-    if rows:
-        _check_columns(path, set().union(*rows))
-    return rows
-
-
-def _csv_rows(path: Path) -> list[dict]:
-    with _open_text(path) as fh:
-        reader = csv.DictReader(fh)
-        _check_columns(path, reader.fieldnames or [])
-        return list(reader)
-
-
-def _check_columns(path: Path, columns) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in set(columns)]
-    if missing:
-        raise RunError(f"{path}: required column(s) {missing} missing; is this a `reportguard score` output?")
-
-
 def _typed(raw: dict, path: Path, number: int, csv_format: bool) -> dict:
     where = f"{path}: row {number}"
     row = {k: _json_safe(v) for k, v in raw.items()}
     if row.get("listing_id") in (None, ""):
         raise RunError(f"{where}: column listing_id: empty")
     row["listing_id"] = str(row["listing_id"])
-    for column in SCORE_COLUMNS:
+    for column in PROB_COLUMNS:
         try:
-            value = float(row[column])
+            value = float(row.get(column))
         except (TypeError, ValueError):
-            raise RunError(f"{where}: column {column}: {row[column]!r} is not a probability") from None
+            raise RunError(f"{where}: column {column}: {row.get(column)!r} is not a probability") from None
         if not 0.0 <= value <= 1.0:
             raise RunError(f"{where}: column {column}: {value} is outside [0, 1]")
         row[column] = value
@@ -170,9 +123,12 @@ def _labels(value, where: str, csv_format: bool) -> list[str]:
         # CSV's pipe convention; a JSONL writer that stringified a list is tolerated too.
         stripped = value.strip()
         if not csv_format and stripped.startswith("["):
-            labels = json.loads(stripped)
+            try:
+                labels = json.loads(stripped)
+            except json.JSONDecodeError as exc:
+                raise RunError(f"{where}: invalid JSON ({exc.msg})") from exc
         else:
-            labels = [x.strip() for x in stripped.split("|") if x.strip()]
+            labels = split_labels(stripped)
     elif isinstance(value, (list, tuple)):
         labels = list(value)
     else:

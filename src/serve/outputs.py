@@ -1,33 +1,64 @@
-"""Scoring output: per-chunk part files during a run, one assembled file at the end.
+"""Scoring output: per-chunk part files during a run, one assembled file at the end, and the one
+reader that every consumer of a scored run (the scorer's manifest, `sellers`, `report`, the
+review tool) goes through.
 
 Parts are Parquet (typed, fast, appendable as row groups) whatever the final format. The final
 file's format follows OUT's extension: .parquet, .jsonl or .csv (optionally .gz). In CSV the
 `labels` list is pipe-separated; in Parquet and JSONL it is a list. `evidence` is a JSON string
 in every format.
+
+Reading streams: Parquet row groups via iter_batches (reading only the columns asked for), JSONL
+and CSV line by line, so a caller that aggregates needs memory in proportion to its aggregates,
+not to the run. pyarrow is imported only when a Parquet file is read or written: the `sellers`
+and `report` commands and the review tool import this module without it.
 """
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
+from reportguard.core.labels import BY_NAME, MODEL_LABELS
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SCORE_COLUMNS = ["listing_id", "p_report_sale", "p_false_ad", "p_testing_service", "labels", "decision", "evidence", "model_version"]
+#: The probability columns, one per model label.
+PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in MODEL_LABELS)
+#: What makes a file a scored run for `iter_run`; readers that need more pass their own `required`.
+REQUIRED_COLUMNS: tuple[str, ...] = ("listing_id", "labels", "decision")
+FORMATS: tuple[str, ...] = ("parquet", "jsonl", "csv")
+
+
+def _format_of(path: Path, what: str) -> str:
+    name = path.name.lower().removesuffix(".gz")
+    for fmt in FORMATS:
+        if name.endswith("." + fmt):
+            return fmt
+    raise ValueError(f"{path}: {what} must end in .parquet, .jsonl or .csv (optionally .gz)")
 
 
 def output_format(path: Path) -> str:
-    name = path.name.lower().removesuffix(".gz")
-    for fmt in ("parquet", "jsonl", "csv"):
-        if name.endswith("." + fmt):
-            return fmt
-    raise ValueError(f"{path}: output must end in .parquet, .jsonl or .csv (optionally .gz)")
+    """The format `assemble` writes to `path`: 'parquet', 'jsonl' or 'csv'."""
+    return _format_of(path, "output")
 
+
+def run_format(path: Path) -> str:
+    """'parquet', 'jsonl' or 'csv', from the name (a trailing .gz is allowed for the text formats)."""
+    return _format_of(path, "a scored run")
+
+
+# --- writing -------------------------------------------------------------------------------------
 
 def rows_to_table(rows: list[dict], passthrough: list[str]) -> pa.Table:
     """Scored rows -> an Arrow table: score columns first, then pass-through columns as strings."""
+    import pyarrow as pa
+
     columns = {c: [r[c] for r in rows] for c in SCORE_COLUMNS}
     for c in passthrough:
         columns[c] = [_as_text(r.get(c)) for r in rows]
@@ -48,6 +79,10 @@ def _as_text(value) -> str | None:
 
 def assemble(parts: list[Path], out: Path) -> int:
     """Concatenate part files in order into `out` (written to a temp file, then renamed)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
     fmt = output_format(out)
     schemas = [pq.read_schema(p) for p in parts]
     names: list[str] = []
@@ -84,26 +119,119 @@ def assemble(parts: list[Path], out: Path) -> int:
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    import pyarrow as pa
+
     for field in schema:
         if field.name not in table.schema.names:
             table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     return table.select(schema.names)
 
 
+# --- reading a run, one row at a time ------------------------------------------------------------
+
 def read_run(path: str | Path) -> list[dict]:
-    """A scored run as a list of dicts (labels as lists), whatever its format."""
+    """A scored run as a list of dicts (labels as lists, p_* as floats), whatever its format."""
+    return list(iter_run(path))
+
+
+def iter_run(path: str | Path, columns: Iterable[str] | None = None, batch_size: int = 8192) -> Iterator[dict]:
+    """Rows of a scored run, streamed, with `labels` as a list and the p_* columns as floats.
+
+    `columns` limits what is read from Parquet (the text formats are parsed whole per line anyway);
+    columns the run lacks are simply absent from the rows.
+    """
+    for row in iter_rows(path, columns, batch_size):
+        yield _typed(row)
+
+
+def iter_rows(path: str | Path, columns: Iterable[str] | None = None, batch_size: int = 8192,
+              required: Iterable[str] = REQUIRED_COLUMNS) -> Iterator[dict]:
+    """Rows of a scored run as stored, untyped: `labels` is still a pipe-separated string in CSV.
+
+    For readers that type and validate rows themselves (the review tool). Raises ValueError naming
+    the file for a bad name, a missing `required` column (checked on the header, or on the first
+    JSONL row) or a line that is not a JSON object; FileNotFoundError when there is no such file.
+    """
     path = Path(path)
-    fmt = output_format(path)
-    if fmt == "parquet":
-        return pq.read_table(path).to_pylist()
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        if fmt == "jsonl":
-            return [json.loads(line) for line in fh if line.strip()]
-        import csv
-        rows = list(csv.DictReader(fh))
-    for r in rows:
-        r["labels"] = [x for x in (r.get("labels") or "").split("|") if x]
-        for c in ("p_report_sale", "p_false_ad", "p_testing_service"):
-            r[c] = float(r[c])
-    return rows
+    fmt = run_format(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such scored run")
+    reader = {"parquet": _parquet_rows, "jsonl": _jsonl_rows, "csv": _csv_rows}[fmt]
+    return reader(path, None if columns is None else list(columns), batch_size, tuple(required))
+
+
+def _parquet_rows(path: Path, columns, batch_size: int, required) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    _check_columns(path, names, required)
+    wanted = [c for c in columns if c in names] if columns is not None else None
+    for batch in parquet.iter_batches(batch_size=batch_size, columns=wanted):
+        yield from batch.to_pylist()
+
+
+def open_text(path: Path) -> io.TextIOBase:
+    """A text run for reading, gunzipped when it ends in .gz; utf-8-sig, as a run that went through
+    Excel comes back with a BOM."""
+    if path.name.lower().endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _jsonl_rows(path: Path, columns, batch_size: int, required) -> Iterator[dict]:
+    checked = False
+    with open_text(path) as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: line {line_no}: invalid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}: line {line_no}: a row must be a JSON object")
+            if not checked:
+                _check_columns(path, row, required)
+                checked = True
+            yield row
+
+
+def _csv_rows(path: Path, columns, batch_size: int, required) -> Iterator[dict]:
+    # Listing descriptions can be far longer than the csv module's 128 KiB default field limit.
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with open_text(path) as fh:
+        reader = csv.DictReader(fh)
+        _check_columns(path, reader.fieldnames or [], required)
+        yield from reader
+
+
+def _check_columns(path: Path, columns, required) -> None:
+    present = set(columns)
+    missing = [c for c in required if c not in present]
+    if missing:
+        raise ValueError(f"{path}: required column(s) {missing} missing; is this a `reportguard score` output?")
+
+
+def split_labels(value: str) -> list[str]:
+    """A CSV run's pipe-separated labels as a list: 'report_sale|false_ad' -> two, '' -> none."""
+    return [x.strip() for x in value.split("|") if x.strip()]
+
+
+def _typed(row: dict) -> dict:
+    """Labels as a list (a CSV run pipe-separates them), probabilities as floats, ids as strings."""
+    labels = row.get("labels")
+    if isinstance(labels, str):
+        labels = split_labels(labels)
+    row["labels"] = list(labels or [])
+    unknown = [x for x in row["labels"] if x not in BY_NAME]
+    if unknown:
+        raise ValueError(f"listing {row.get('listing_id')!r}: unknown label(s) {unknown}")
+    for column in PROB_COLUMNS:
+        value = row.get(column)
+        value = float(value) if value not in (None, "") else 0.0
+        if not 0.0 <= value <= 1.0:  # also false for NaN
+            raise ValueError(f"listing {row.get('listing_id')!r}: {column} = {value} is not a probability")
+        row[column] = value
+    row["listing_id"] = "" if row.get("listing_id") is None else str(row["listing_id"])
+    return row

@@ -74,10 +74,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from reportguard.core.evidence_spans import evidence_spans
 from reportguard.core.labels import ALL_LABELS, BY_NAME, CREDENTIAL_MISSING, MODEL_LABELS, TESTING_SERVICE
 
-from .sellers import (LABEL_NAMES, PROB_COLUMNS, UNKNOWN_PLATFORM, VIOLATION_LABELS, SellerRollup, SellerStats, iter_run,
-                      listing_rank, run_stem)
+from .outputs import PROB_COLUMNS, iter_run, split_labels
+from .sellers import LABEL_NAMES, UNKNOWN_PLATFORM, VIOLATION_LABELS, SellerRollup, SellerStats, listing_rank, run_stem
 
 TITLE_ZH = "检验检测报告网上销售专项整治行动情况统计表"
 TITLE_EN = "Campaign against online sales of counterfeit inspection and testing reports: summary table"
@@ -114,7 +115,7 @@ def read_verdicts(path: str | Path) -> dict[str, list[str]]:
                 raise ValueError(f"{path}: line {line_no}: a verdict needs a listing_id")
             labels = obj.get("labels") or []
             if isinstance(labels, str):
-                labels = [x for x in labels.split("|") if x]
+                labels = split_labels(labels)
             unknown = [x for x in labels if x not in BY_NAME]
             if unknown:
                 raise ValueError(f"{path}: line {line_no}: unknown label(s) {unknown}; verdicts carry {list(MODEL_LABELS)}")
@@ -493,23 +494,10 @@ def _count(value) -> int | None:
 # --- evidence highlighting (untrusted text) -----------------------------------------------------
 
 def spans_for(text: str, evidence: list[dict], field_name: str) -> list[tuple[int, int, str]]:
-    """(start, end, label) spans of `evidence` in `field_name`. Offsets that do not match the quoted
-    text are re-anchored on its first occurrence, or dropped: a wrong highlight misleads."""
-    spans = []
-    for ev in evidence:
-        if ev.get("field") != field_name or ev.get("label") not in BY_NAME:
-            continue
-        quoted = ev.get("text") if isinstance(ev.get("text"), str) else ""
-        start, end = ev.get("start"), ev.get("end")
-        ok = isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)
-        if ok and quoted and text[start:end] != quoted:
-            ok = False
-        if not ok and quoted:
-            found = text.find(quoted)
-            ok, start, end = found >= 0, found, found + len(quoted)
-        if ok:
-            spans.append((start, end, ev["label"]))
-    return spans
+    """(start, end, label) spans of `evidence` in `field_name`, labels from the fixed list only.
+    Offsets that do not match the quoted text are re-anchored on its first occurrence, or dropped:
+    a wrong highlight misleads (core.evidence_spans, shared with the review tool)."""
+    return evidence_spans(text, evidence, field_name, BY_NAME)
 
 
 def clip(text: str, spans: list[tuple[int, int, str]], limit: int) -> tuple[str, list, bool, bool]:

@@ -19,8 +19,8 @@ carry a violation label (any label but the information-only testing_service); th
 severity (core.labels) as a number and a label name; sample listing ids, highest severity first.
 Rows are sorted by maximum severity, then flagged count, then listings.
 
-Streaming: a run is read batch by batch (Parquet row groups via iter_batches, JSONL and CSV line
-by line) and only per-seller aggregates stay in memory, so a run of millions of listings needs
+Streaming: a run is read batch by batch by outputs.iter_run (Parquet row groups via iter_batches,
+JSONL and CSV line by line) and only per-seller aggregates stay in memory, so a run of millions of listings needs
 memory in proportion to its sellers, not its rows: about 3 KB per seller with 5 samples (measured:
 300k listings from 93k sellers, 270 MB above the reader's own, 9 s on 2 cores).
 
@@ -35,125 +35,30 @@ import argparse
 import csv
 import gzip
 import heapq
-import io
 import json
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from reportguard.core.labels import ALL_LABELS, BY_NAME, MODEL_LABELS, TESTING_SERVICE, severity
+
+# The run reader is outputs.py's; iter_run, run_format and PROB_COLUMNS stay importable from here.
+from .outputs import PROB_COLUMNS, iter_run, run_format  # noqa: F401
 
 LABEL_NAMES: tuple[str, ...] = tuple(label.name for label in ALL_LABELS)
 #: Labels that make a listing (and its seller) a problem; testing_service alone is information.
 VIOLATION_LABELS: tuple[str, ...] = tuple(name for name in LABEL_NAMES if name != TESTING_SERVICE.name)
 DECISIONS: tuple[str, ...] = ("block", "review", "pass")
-PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in MODEL_LABELS)
 UNKNOWN_SHOP = "(unknown shop)"
 UNKNOWN_PLATFORM = "(unknown platform)"
 #: The run columns a seller roll-up reads; other columns are never loaded from Parquet.
 SELLER_COLUMNS: tuple[str, ...] = ("listing_id", *PROB_COLUMNS, "labels", "decision", "platform", "shop_id", "shop_name")
-REQUIRED_COLUMNS: tuple[str, ...] = ("listing_id", "labels", "decision")
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "platform", "shop_id", "shop_name", "shop_known", "listings", "flagged",
     *(f"n_{name}" for name in LABEL_NAMES), *(f"n_{d}" for d in DECISIONS),
     "max_severity", "max_severity_label", "max_severity_zh", "sample_listing_ids",
 )
-
-
-# --- reading a run, one row at a time ------------------------------------------------------------
-
-def run_format(path: Path) -> str:
-    """'parquet', 'jsonl' or 'csv', from the name (a trailing .gz is allowed for the text formats)."""
-    name = path.name.lower().removesuffix(".gz")
-    for fmt in ("parquet", "jsonl", "csv"):
-        if name.endswith("." + fmt):
-            return fmt
-    raise ValueError(f"{path}: a scored run must end in .parquet, .jsonl or .csv (optionally .gz)")
-
-
-def iter_run(path: str | Path, columns: Iterable[str] | None = None, batch_size: int = 8192) -> Iterator[dict]:
-    """Rows of a scored run, streamed, with `labels` as a list and the p_* columns as floats.
-
-    `columns` limits what is read from Parquet (the text formats are parsed whole per line anyway);
-    columns the run lacks are simply absent from the rows.
-    """
-    path = Path(path)
-    fmt = run_format(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such scored run")
-    rows = {"parquet": _parquet_rows, "jsonl": _jsonl_rows, "csv": _csv_rows}[fmt](path, columns, batch_size)
-    for row in rows:
-        yield _typed(row)
-
-
-def _parquet_rows(path: Path, columns, batch_size: int) -> Iterator[dict]:
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(path)
-    names = parquet.schema_arrow.names
-    _check_columns(path, names)
-    wanted = [c for c in columns if c in names] if columns is not None else None
-    for batch in parquet.iter_batches(batch_size=batch_size, columns=wanted):
-        yield from batch.to_pylist()
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    # utf-8-sig: a run that went through Excel comes back with a BOM.
-    if path.name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
-
-
-def _jsonl_rows(path: Path, columns, batch_size: int) -> Iterator[dict]:
-    with _open_text(path) as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {line_no}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}: line {line_no}: a row must be a JSON object")
-            if line_no == 1:
-                _check_columns(path, row)
-            yield row
-
-
-def _csv_rows(path: Path, columns, batch_size: int) -> Iterator[dict]:
-    # Listing descriptions can be far longer than the csv module's 128 KiB default field limit.
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with _open_text(path) as fh:
-        reader = csv.DictReader(fh)
-        _check_columns(path, reader.fieldnames or [])
-        yield from reader
-
-
-def _check_columns(path: Path, columns) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in set(columns)]
-    if missing:
-        raise ValueError(f"{path}: required column(s) {missing} missing; is this a `reportguard score` output?")
-
-
-def _typed(row: dict) -> dict:
-    """Labels as a list (a CSV run pipe-separates them), probabilities as floats, ids as strings."""
-    labels = row.get("labels")
-    if isinstance(labels, str):
-        labels = [x for x in labels.split("|") if x]
-    row["labels"] = list(labels or [])
-    unknown = [x for x in row["labels"] if x not in BY_NAME]
-    if unknown:
-        raise ValueError(f"listing {row.get('listing_id')!r}: unknown label(s) {unknown}")
-    for column in PROB_COLUMNS:
-        value = row.get(column)
-        value = float(value) if value not in (None, "") else 0.0
-        if not 0.0 <= value <= 1.0:  # also false for NaN
-            raise ValueError(f"listing {row.get('listing_id')!r}: {column} = {value} is not a probability")
-        row[column] = value
-    row["listing_id"] = "" if row.get("listing_id") is None else str(row["listing_id"])
-    return row
 
 
 # --- who is the seller -------------------------------------------------------------------------

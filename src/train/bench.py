@@ -226,6 +226,66 @@ def _end_to_end(bundle: Path, work: Path, threads: int) -> dict:
     return out
 
 
+def make_dump(path: Path, rows: int, repeat_share: float = 0.3, seed: int = 0) -> Path:
+    """A synthetic platform dump: corpus listings with a varying SKU suffix (so texts are unique),
+    of which `repeat_share` repeat an earlier text under a new id, as real dumps do. Parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from .corpus import load_split
+    base = [r for s in ("train", "validation", "test") for r in load_split(REPO_ROOT / "data" / "labelled", s)]
+    rng = np.random.default_rng(seed)
+    writer, made, batch = None, 0, 100_000
+    uniques: list[int] = []
+    while made < rows:
+        n = min(batch, rows - made)
+        repeat = rng.random(n) < repeat_share
+        ids, titles, descs, shops, platforms = [], [], [], [], []
+        for k in range(n):
+            i = made + k
+            if repeat[k] and uniques:
+                j = uniques[int(rng.integers(0, len(uniques)))]
+            else:
+                j = i
+                uniques.append(i)
+            r = base[j % len(base)]
+            ids.append(f"L{i:09d}")
+            titles.append(f"{r['title']} 款{j // len(base)}")
+            descs.append(r["description"])
+            shops.append(r["shop_name"] or f"shop{j % 5000}")
+            platforms.append(r["platform"])
+        table = pa.table({"listing_id": ids, "title": titles, "description": descs, "platform": platforms, "shop_name": shops})
+        writer = writer or pq.ParquetWriter(str(path), table.schema)
+        writer.write_table(table)
+        made += n
+    writer.close()
+    return path
+
+
+def scale(model: Path, sizes: list[int], out_dir: Path, threads: int) -> dict:
+    """End-to-end `reportguard score` on generated dumps of each size: rows/s and peak RSS."""
+    work = Path(tempfile.mkdtemp(prefix="rg-scale-"))
+    results = []
+    for n in sizes:
+        dump = make_dump(work / f"dump_{n}.parquet", n)
+        out = work / f"scored_{n}.parquet"
+        t0 = time.perf_counter()
+        # GNU time reports the scorer process's own peak RSS (Debian package `time`).
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "reportguard.cli", "score", str(dump),
+                               "--output", str(out), "--model", str(model), "--threads", str(threads), "--quiet",
+                               "--attribution", "none"], capture_output=True, text=True, check=True)
+        seconds = time.perf_counter() - t0
+        peak_kb = int(proc.stderr.strip().splitlines()[-1])
+        manifest = json.loads(Path(f"{out}.manifest.json").read_text())
+        results.append({"rows": n, "unique": manifest["rows"]["unique"], "seconds": seconds, "rows_per_second": n / seconds,
+                        "peak_rss_mb": peak_kb / 1024, "model_seconds": manifest["seconds"]["inference"]})
+        print(json.dumps(results[-1]), flush=True)
+        out.unlink()
+        dump.unlink()
+    summary = {"model": str(model.resolve()), "threads": threads, "runs": results}
+    (out_dir / "bench_scale.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    return summary
+
+
 def render(s: dict) -> str:
     v = s["variants"]
     lines = ["# Scorer benchmark", "",
@@ -270,11 +330,19 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("out")
     w.add_argument("--threads", type=int, default=2)
     w.add_argument("--model-file", default=None)
+    sc = sub.add_parser("scale", help="end-to-end score of generated 100k..1M-row dumps: rows/s and peak RSS")
+    sc.add_argument("--model", default=str(REPO_ROOT / "models" / "current"))
+    sc.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    sc.add_argument("--out", default=str(REPO_ROOT / "reports"))
+    sc.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     r = sub.add_parser("run")
     r.add_argument("--model", default=str(REPO_ROOT / "models" / "current"))
     r.add_argument("--out", default=str(REPO_ROOT / "reports"))
     r.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args(argv)
+    if args.cmd == "scale":
+        scale(Path(args.model), args.rows, Path(args.out), args.threads)
+        return 0
     if args.cmd == "worker":
         result = _worker(args.variant, args.bundle, args.texts, args.model_file, args.threads)
         result["peak_rss_mb"] = _peak_rss_mb()
