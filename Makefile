@@ -15,7 +15,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	$(BIN)/pip install -q -e ".[serve,train,review,dev]"
+	$(BIN)/pip install -q -e ".[serve,train,review,spark,dev]"
 	touch $(STAMP)
 
 ## setup: create .venv/ and install everything (torch CPU 2.13.0 pinned); gives .venv/bin/reportguard

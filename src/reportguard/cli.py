@@ -68,6 +68,10 @@ def _score(args: argparse.Namespace) -> int:
     options = ScoreOptions(model=args.model, threads=args.threads, batch_size=args.batch_size, chunk_size=args.chunk_size,
                            columns=args.columns, encoding=args.encoding, attribution=args.attribution,
                            progress=not args.quiet)
+    if args.engine == "spark":  # OUT is then a directory of partitioned Parquet (docs/spark.md)
+        from reportguard.serve.spark_engine import score_from_args
+        score_from_args(args, options)
+        return 0
     score(args.inputs, args.output, options)
     return 0
 
@@ -143,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="score platform dumps (CSV/JSONL/Parquet, .gz, or directories of shards)")
     p.add_argument("inputs", nargs="+", metavar="INPUT")
-    p.add_argument("--output", required=True, help="OUT.parquet, OUT.jsonl or OUT.csv (optionally .gz)")
+    p.add_argument("--output", required=True, help="OUT.parquet, OUT.jsonl or OUT.csv (optionally .gz); a directory with --engine spark")
     p.add_argument("--model", default=str(REPO_ROOT / "models" / "current"), help="model bundle directory (default models/current)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -153,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attribution", choices=["occlusion", "none"], default="occlusion",
                    help="model evidence by occluding clauses of flagged listings (default) or lexicon evidence only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from reportguard.serve.spark_engine import add_spark_options
+    add_spark_options(p)
     p.set_defaults(func=_score)
 
     from reportguard.review.cli import add_review_commands
