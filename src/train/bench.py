@@ -283,7 +283,19 @@ def scale(model: Path, sizes: list[int], out_dir: Path, threads: int) -> dict:
         dump.unlink()
     summary = {"model": str(model.resolve()), "threads": threads, "runs": results}
     (out_dir / "bench_scale.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (out_dir / "bench_scale.md").write_text(render_scale(summary), encoding="utf-8")
     return summary
+
+
+def render_scale(s: dict) -> str:
+    lines = ["# Scale: end-to-end `reportguard score` on generated dumps", "",
+             f"Model `{Path(s['model']).name}`, {s['threads']} threads, `--attribution none`; dumps of corpus listings with a "
+             "varying SKU suffix, 30% of rows re-posting an earlier text under a new id (`reportguard bench scale`).", "",
+             "| rows | unique texts | seconds | rows/s | model seconds | peak RSS (MB) |", "|---:|---:|---:|---:|---:|---:|"]
+    for r in s["runs"]:
+        lines.append(f"| {r['rows']:,} | {r['unique']:,} | {r['seconds']:.0f} | {r['rows_per_second']:.0f} | "
+                     f"{r['model_seconds']:.0f} | {r['peak_rss_mb']:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def render(s: dict) -> str:
