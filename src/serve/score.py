@@ -36,7 +36,7 @@ from reportguard.core.records import Chunk, ReadOptions, check_headers, iter_chu
 
 from .bundle import Bundle, load_bundle, sha256_file
 from .evidence import clauses, lexicon_evidence, occluded_texts, prepare, span_evidence
-from .outputs import SCORE_COLUMNS, assemble, output_format, rows_to_table
+from .outputs import SCORE_COLUMNS, assemble, iter_run, output_format, rows_to_table
 
 INTERNAL = ("_file", "_line")
 
@@ -149,7 +149,7 @@ def score(inputs: list[str], output: str | Path, options: ScoreOptions | None = 
         print(f"resuming: {len(done)} chunk(s) already committed, {len(cache.entries)} unique texts cached")
 
     started = time.perf_counter()
-    progress = _progress(estimate_rows(files), options.progress)
+    progress = _Progress(estimate_rows(files), options.progress)
     passthrough: list[str] = []
     stats: list[ChunkStats] = []
     for index, chunk in enumerate(iter_chunks(files, read_options)):
@@ -246,9 +246,10 @@ def passthrough_name(column: str) -> str | None:
 def _score_chunk(index: int, chunk: Chunk, bundle: Bundle, cache: TextCache, options: ScoreOptions,
                  parts_dir: Path, passthrough: list[str], progress) -> ChunkStats:
     st = ChunkStats(index, rows_in=chunk.rows_in, accepted=len(chunk.records), rejected=len(chunk.rejects))
-    unique_new = max(sum(1 for _ in chunk.records), 1)
+    # Progress moves by texts scored; scaled to rows it is approximate, and finish_chunk makes it exact.
+    per_text = chunk.rows_in / max(len(chunk.records), 1)
     rows, info = score_records(chunk.records, bundle, cache, options, passthrough,
-                               on_batch=lambda n: progress.update(n * chunk.rows_in / unique_new))
+                               on_batch=lambda n: progress.update(n * per_text))
     st.new_texts, st.truncated = info["new_texts"], info["truncated"]
     t3 = time.perf_counter()
     # Rejects and stats first, the part file last: its rename commits the chunk.
@@ -312,17 +313,10 @@ def _manifest(state: dict, stats: list[ChunkStats], cache: TextCache, bundle: Bu
         raise RuntimeError(f"row counts do not reconcile: in {rows_in}, accepted {accepted}, rejected {rejected}, written {rows_out}")
     decisions: dict[str, int] = {}
     labels: dict[str, int] = {}
-    for batch in pq.ParquetFile(out).iter_batches(columns=["decision", "labels"]) if out.name.endswith(".parquet") else []:
-        for d, ls in zip(batch.column("decision").to_pylist(), batch.column("labels").to_pylist()):
-            decisions[d] = decisions.get(d, 0) + 1
-            for x in ls:
-                labels[x] = labels.get(x, 0) + 1
-    if not out.name.endswith(".parquet"):
-        from .outputs import read_run
-        for r in read_run(out):
-            decisions[r["decision"]] = decisions.get(r["decision"], 0) + 1
-            for x in r["labels"]:
-                labels[x] = labels.get(x, 0) + 1
+    for r in iter_run(out, columns=["decision", "labels"]):
+        decisions[r["decision"]] = decisions.get(r["decision"], 0) + 1
+        for x in r["labels"]:
+            labels[x] = labels.get(x, 0) + 1
     seconds = {k: sum(s.seconds.get(k, 0.0) for s in stats) for k in ("normalise", "inference", "labels_and_evidence", "write")}
     seconds.update(assemble=assemble_seconds, total=total_seconds)
     return {
@@ -378,6 +372,3 @@ class _Progress:
     def close(self) -> None:
         self.bar.close()
 
-
-def _progress(total: int, enabled: bool) -> _Progress:
-    return _Progress(total, enabled)

@@ -13,7 +13,7 @@ import numpy as np
 
 from reportguard.core.encoding import encode_texts, spec_for
 from reportguard.core.labels import MODEL_LABELS
-from reportguard.core.normalize import listing_text
+from reportguard.core.normalize import NORMALIZER_VERSION, listing_text
 
 from .baselines import TfidfBaseline, keyword_predict
 from .calibrate import calibrate, sigmoid
@@ -167,7 +167,7 @@ def train(config: dict) -> Path:
         test_probs = sigmoid(chosen_logits["test"] / temps)
         summary = {
             "model_version": version, "config_file": config["config_file"], "backbone": provenance.get("source"),
-            "provenance": provenance, "data_hash": dhash, "normalizer_version": provenance.get("normalizer_version") or _nv(),
+            "provenance": provenance, "data_hash": dhash, "normalizer_version": NORMALIZER_VERSION,
             "train_rows": len(splits["train"]), "validation_rows": len(splits["validation"]), "test_rows": len(splits["test"]),
             "max_length": max_length, "token_lengths": length_stats, "truncated_share": length_stats["truncated_share"],
             "train_seconds": train_seconds, "precision": precision, "precision_reason": reason,
@@ -225,11 +225,6 @@ def _external(config: dict, onnx_path: Path, tokenizer, spec, temps, thr, baseli
     tfidf = per_label(labels, baselines["tfidf"]["model"].predict(texts))
     keyword = per_label(labels, keyword_predict(rows))
     return {"files": [f.name for f in files], "rows": len(rows), "model": model, "tfidf": tfidf, "keyword": keyword}
-
-
-def _nv() -> str:
-    from reportguard.core.normalize import NORMALIZER_VERSION
-    return NORMALIZER_VERSION
 
 
 def _baselines(splits: dict, texts: dict, labels: dict) -> dict:
