@@ -65,7 +65,7 @@ score-sample: $(STAMP)
 demo: setup backbone train score-sample
 	@echo "open runs/sample/scored.report/report.html; MLflow: make mlflow-ui"
 
-## bench: scorer vs transformers pipeline on the same model -> reports/bench.{md,json} (~5 min)
+## bench: scorer vs transformers pipeline on the same model, 3 interleaved rounds -> reports/bench.{md,json} (~12 min)
 bench: $(STAMP)
 	$(RG) bench
 

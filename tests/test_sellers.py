@@ -127,6 +127,26 @@ def test_parquet_run_is_streamed_in_batches(tmp_path):
     assert seller_records(roll_up_sellers(iter_run(run, batch_size=5)).sellers()) == seller_records(roll_up_sellers(rows).sellers())
 
 
+def test_a_spark_output_directory_reads_like_a_file(tmp_path):
+    """`score --engine spark` writes a directory of Parquet parts under decision=... partitions, with
+    Spark's _SUCCESS marker; sellers, report and review read it through the same reader."""
+    from reportguard.review.runs import read_run as review_read_run
+
+    run = tmp_path / "scored.parquet"
+    table = pa.Table.from_pylist(json.loads(json.dumps(ROWS)))
+    pq.write_to_dataset(table, run, partition_cols=["decision"])
+    (run / "_SUCCESS").write_bytes(b"")
+    rows = list(iter_run(run))
+    assert sorted(r["listing_id"] for r in rows) == sorted(r["listing_id"] for r in ROWS)
+    assert {r["listing_id"]: r["decision"] for r in rows} == {r["listing_id"]: r["decision"] for r in ROWS}
+    assert seller_records(roll_up_sellers(iter_run(run)).sellers()) == seller_records(roll_up_sellers(json.loads(json.dumps(ROWS))).sellers())
+    assert sorted(r["listing_id"] for r in review_read_run(run).rows) == sorted(r["listing_id"] for r in ROWS)
+    empty = tmp_path / "empty.parquet"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no Parquet files"):
+        list(iter_run(empty))
+
+
 def test_formula_looking_shop_names_are_defused_in_csv(tmp_path):
     run = write_jsonl(tmp_path / "run.jsonl", [listing("x", ["report_sale"], shop_name='=HYPERLINK("http://evil","点我")')])
     out, _ = sellers(run)

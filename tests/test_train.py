@@ -118,7 +118,10 @@ def test_smoke_train_export_load(tiny_bundle):
     assert list((tiny_bundle / "hf").glob("*.safetensors"))
     meta = json.loads((tiny_bundle / "bundle.json").read_text())
     assert meta["labels"] == ["report_sale", "false_ad", "testing_service"]
-    assert meta["precision"] in ("fp32", "qint8", "qint8_per_channel", "quint8", "qint8_per_channel_reduce_range")
+    from reportguard.train.export import INT8_FLAVOURS
+    graph, _, fallback = meta["precision"].partition("+")
+    assert graph in ("fp32", *INT8_FLAVOURS) and fallback in ("", "fp32_fallback")
+    assert ("fallback" in meta) == bool(fallback)
     assert (tiny_bundle.parent / "current").resolve() == tiny_bundle.resolve()
     bundle = load_bundle(tiny_bundle, threads=1)
     probs, _ = bundle.predict_proba(TEXTS)
@@ -149,18 +152,40 @@ def test_mlflow_logs_and_registers(tmp_path, monkeypatch):
     assert {"bundle", "report", "config.resolved.json"} <= artifacts
 
 
-def test_continued_pretraining_on_a_tiny_backbone(tmp_path):
-    from transformers import BertConfig, BertForMaskedLM
-    from reportguard.train.pretrain import pretrain
+def tiny_pretraining_setup(tmp_path, model_class: str):
+    """A 2-layer backbone saved as `model_class` (with or without a masked-LM head), its char
+    tokenizer, and a small text corpus: (backbone dir, corpus file)."""
+    import transformers
     tok = build_char_tokenizer(TEXTS)
-    backbone = tmp_path / "tiny-backbone"
-    BertForMaskedLM(BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=64)).save_pretrained(str(backbone))
+    backbone = tmp_path / f"tiny-{model_class}"
+    getattr(transformers, model_class)(transformers.BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                                                               num_attention_heads=2, intermediate_size=64)).save_pretrained(str(backbone))
     tok.save(str(backbone / "tokenizer.json"))
     corpus = tmp_path / "text.txt"
     corpus.write_text("\n".join(TEXTS * 20), encoding="utf-8")
+    return backbone, corpus
+
+
+def test_continued_pretraining_on_a_tiny_backbone(tmp_path):
+    from reportguard.train.pretrain import pretrain
+    backbone, corpus = tiny_pretraining_setup(tmp_path, "BertForMaskedLM")
     summary = pretrain(backbone, [str(corpus)], [str(corpus)], tmp_path / "out", max_steps=30, batch_size=8,
                        learning_rate=1e-3, max_length=32, threads=1)
     assert summary["after"]["loss"] < summary["before"]["loss"]
     assert (tmp_path / "out" / "tokenizer.json").exists()
     assert json.loads((tmp_path / "out" / "provenance.json").read_text())["continued_pretraining"]["max_steps"] == 30
+
+
+def test_pretraining_warms_up_a_missing_head_first(tmp_path):
+    """A backbone without a masked-LM head (like multilingual-e5) gets its new head trained alone
+    first; one with a head goes straight to full training."""
+    from reportguard.train.pretrain import pretrain
+    backbone, corpus = tiny_pretraining_setup(tmp_path, "BertModel")
+    summary = pretrain(backbone, [str(corpus)], [str(corpus)], tmp_path / "out", max_steps=20, batch_size=8,
+                       learning_rate=1e-3, max_length=32, threads=1)
+    assert summary["new_head"] and summary["head_warmup_steps"] == 5
+    assert summary["after_head_warmup"]["loss"] < summary["before"]["loss"]
+    assert summary["after"]["loss"] < summary["before"]["loss"]
+    again = pretrain(tmp_path / "out", [str(corpus)], [str(corpus)], tmp_path / "out2", max_steps=4, batch_size=8,
+                     learning_rate=1e-3, max_length=32, threads=1)
+    assert not again["new_head"] and again["head_warmup_steps"] == 0 and again["after_head_warmup"] is None

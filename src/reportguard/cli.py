@@ -78,7 +78,8 @@ def _score(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from reportguard.train.bench import main as bench_main
-    return bench_main(["run", "--model", args.model, "--out", args.out] + (["--threads", str(args.threads)] if args.threads else []))
+    extra = (["--threads", str(args.threads)] if args.threads else []) + (["--rounds", str(args.rounds)] if args.what == "run" else [])
+    return bench_main([args.what, "--model", args.model, "--out", args.out] + extra)
 
 
 def _normalize(args: argparse.Namespace) -> int:
@@ -128,7 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help only: main() hands `reportguard backbone ...` to the module's own parser.
     p.add_argument("rest", nargs=argparse.REMAINDER, help="provision --out DIR | prune ... | measure ... (see --help)")
 
-    p = sub.add_parser("bench", help="scorer vs transformers pipeline on the same model -> reports/bench.{md,json}")
+    p = sub.add_parser("bench", help="scorer vs transformers pipeline on the same model -> reports/bench.{md,json}; "
+                                     "`bench int8`: where int8 loses decisions -> reports/int8_study.{md,json}")
+    p.add_argument("what", nargs="?", default="run", choices=["run", "int8"])
+    p.add_argument("--rounds", type=int, default=3, help="run: interleaved rounds per variant (figures are medians)")
     p.add_argument("--model", default=str(REPO_ROOT / "models" / "current"))
     p.add_argument("--out", default=str(REPORTS))
     p.add_argument("--threads", type=int, default=None)

@@ -6,6 +6,9 @@ A bundle directory (models/<name>/, models/current -> the latest) holds:
 - tokenizer.json   a `tokenizers` tokenizer
 - bundle.json      labels, thresholds, calibration, encoding, normaliser version, file hashes,
                    backbone provenance
+- model_fp32.onnx  (int8 bundles) the fp32 graph; with a `fallback` section in bundle.json the
+                   scorer re-scores in fp32 every listing whose int8 score lies within a margin
+                   of a decision threshold (see `Bundle.predict_proba`)
 - metrics.json, MODEL_CARD.md, hf/ (the fine-tuned transformers checkpoint) — for people and
   for further training; the scorer does not need them.
 
@@ -53,7 +56,12 @@ class Bundle:
     temperature: np.ndarray  # per model label: p = sigmoid(logit / T)
     block_thresholds: dict[str, float]
     threads: int
+    #: per model label, in calibrated-logit units (logit / T); None: no fp32 fallback
+    fallback_margin: np.ndarray | None = None
+    #: listings re-scored in fp32 by this process (reported in the manifest)
+    fallback_rows: int = 0
     _session: object = field(default=None, repr=False)
+    _fallback_session: object = field(default=None, repr=False)
     _tokenizer: object = field(default=None, repr=False)
 
     @property
@@ -65,14 +73,22 @@ class Bundle:
         # Created lazily in the process that uses it: an InferenceSession cannot be pickled
         # (onnxruntime#643), so a bundle may be shipped to workers but sessions may not.
         if self._session is None:
-            import onnxruntime as ort
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self._session = ort.InferenceSession(str(self.path / "model.onnx"), options,
-                                                 providers=["CPUExecutionProvider"])
+            self._session = self._open("model.onnx")
         return self._session
+
+    @property
+    def fallback_session(self):
+        if self._fallback_session is None:
+            self._fallback_session = self._open(self.meta["fallback"]["file"])
+        return self._fallback_session
+
+    def _open(self, name: str):
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        return ort.InferenceSession(str(self.path / name), options, providers=["CPUExecutionProvider"])
 
     @property
     def tokenizer(self):
@@ -82,18 +98,46 @@ class Bundle:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_session"] = state["_tokenizer"] = None
+        state["_session"] = state["_fallback_session"] = state["_tokenizer"] = None
         return state
 
     def encode(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
         return encode_texts(self.tokenizer, texts, self.spec)
 
-    def logits(self, ids: list[list[int]]) -> np.ndarray:
+    def logits(self, ids: list[list[int]], session=None) -> np.ndarray:
         input_ids, mask = pad_batch(ids, self.spec.pad_id)
-        return self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": mask})[0]
+        return (session or self.session).run(["logits"], {"input_ids": input_ids, "attention_mask": mask})[0]
 
     def calibrate(self, logits: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-logits / self.temperature))
+
+    def cuts(self) -> list[np.ndarray]:
+        """Per model label, the calibrated logits at which a decision changes (flag, block)."""
+        def logit(p: float) -> float:
+            return float(np.log(p / (1.0 - p)))
+        return [np.array(sorted({logit(float(self.thresholds[j]))} |
+                                ({logit(self.block_thresholds[name])} if name in self.block_thresholds else set())))
+                for j, name in enumerate(MODEL_LABELS)]
+
+    def near_a_cut(self, logits: np.ndarray) -> np.ndarray:
+        """Rows whose calibrated logit lies within the fallback margin of any decision threshold."""
+        z = logits / self.temperature
+        near = np.zeros(len(z), dtype=bool)
+        for j, cuts in enumerate(self.cuts()):
+            near |= (np.abs(z[:, j, None] - cuts[None, :]) < self.fallback_margin[j]).any(axis=1)
+        return near
+
+    def scored_logits(self, ids: list[list[int]]) -> np.ndarray:
+        """Logits of one batch; with a fallback, rows the int8 graph puts near a threshold are
+        re-scored by the fp32 graph, so int8 noise cannot move a decision (export.py sizes the
+        margin from the largest int8 error seen on validation; the gate checks it on test)."""
+        logits = self.logits(ids)
+        if self.fallback_margin is not None:
+            near = np.flatnonzero(self.near_a_cut(logits))
+            if len(near):
+                logits[near] = self.logits([ids[i] for i in near], self.fallback_session)
+                self.fallback_rows += len(near)
+        return logits
 
     def predict_proba(self, texts: list[str], batch_size: int = 32, on_batch=None) -> tuple[np.ndarray, list[bool]]:
         """Calibrated probabilities for already-normalised texts, batched by length to cut padding.
@@ -105,7 +149,7 @@ class Bundle:
         probs = np.zeros((len(texts), len(MODEL_LABELS)), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            probs[idx] = self.calibrate(self.logits([ids[i] for i in idx]))
+            probs[idx] = self.calibrate(self.scored_logits([ids[i] for i in idx]))
             if on_batch:
                 on_batch(len(idx))
         return probs, truncated
@@ -142,7 +186,11 @@ def load_bundle(path: str | Path, threads: int | None = None, verify_hashes: boo
         thresholds = np.array([meta["thresholds"][x] for x in MODEL_LABELS], dtype=np.float32)
         temperature = np.array([meta["temperature"][x] for x in MODEL_LABELS], dtype=np.float32)
         block = {k: float(v) for k, v in meta["decision"]["block"].items()}
-    except (KeyError, TypeError) as exc:
+        fallback = meta.get("fallback")
+        margin = np.array([float(fallback["margin"][x]) for x in MODEL_LABELS], dtype=np.float32) if fallback else None
+        if fallback and fallback["file"] not in files:
+            raise BundleError(f"{meta_path}: fallback model {fallback['file']!r} has no hash in files")
+    except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{meta_path}: missing or malformed field {exc}") from exc
     threads = threads or int(os.environ.get("REPORTGUARD_THREADS", 0)) or (os.cpu_count() or 1)
-    return Bundle(path, meta, spec, thresholds, temperature, block, threads)
+    return Bundle(path, meta, spec, thresholds, temperature, block, threads, fallback_margin=margin)

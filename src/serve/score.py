@@ -325,6 +325,8 @@ def _manifest(state: dict, stats: list[ChunkStats], cache: TextCache, bundle: Bu
                  "truncated_texts": sum(s.truncated for s in stats)},
         "decisions": decisions, "labels": labels,
         "model_version": bundle.model_version, "model_path": str(bundle.path.resolve()), "precision": bundle.meta.get("precision"),
+        # int8 with fp32 fallback: model passes (texts and occlusion variants) this process re-ran in fp32
+        **({"fp32_fallback_passes": bundle.fallback_rows} if bundle.fallback_margin is not None else {}),
         "normalizer_version": NORMALIZER_VERSION, "threads": bundle.threads,
         "chunks": len(stats), "resumed_chunks": resumed_chunks,
         "seconds": seconds, "rows_per_second": round(rows_in / max(total_seconds, 1e-9), 1),

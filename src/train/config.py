@@ -23,7 +23,7 @@ DEFAULTS: dict = {
     "thresholds": {"strategy": "max_f1", "target_precision": 0.9, "block_precision": 0.95},
     "export": {"quantize": True, "optimize": True, "max_f1_drop": 0.005, "min_agreement": 0.995},
     "mlflow": {"experiment": "reportguard", "registered_model": "reportguard-listings"},
-    "output": {"models_dir": "models", "reports_dir": "reports"},
+    "output": {"models_dir": "models", "reports_dir": "reports", "promote": True},
 }
 
 

@@ -19,7 +19,8 @@ from .baselines import TfidfBaseline, keyword_predict
 from .calibrate import calibrate, sigmoid
 from .config import resolve
 from .corpus import load_split
-from .export import INT8_FLAVOURS, choose_precision, compare, export_onnx, fuse, onnx_logits, point_current, quantize, write_bundle
+from .export import (INT8_FLAVOURS, choose_precision, compare, export_onnx, fallback_logits, fallback_margin, fuse, onnx_logits,
+                     point_current, quantize, write_bundle)
 from .finetune import ListingDataset, fine_tune, predict_logits
 from .metrics import per_label, slice_metrics, to_matrix
 from .model import load_backbone
@@ -142,16 +143,33 @@ def train(config: dict) -> Path:
         variants = {"fp32": fp32}
         if config["export"].get("quantize", True):
             variants.update({name: quantize(fp32, work / f"model_{name}.onnx", name) for name in INT8_FLAVOURS})
-        export_results = {}
+        export_results, onnx_out = {}, {}
         for name, path in variants.items():
             result = {"file_mb": round(path.stat().st_size / 2**20, 1)}
+            onnx_out[name] = {}
             for split in ("validation", "test"):
                 logits, seconds = onnx_logits(path, ids[split], spec.pad_id, threads=t.get("threads") or 2)
+                onnx_out[name][split] = logits
                 result[split] = compare(torch_logits[split], logits, labels[split], calibration)
                 result[f"{split}_seconds"] = seconds
             export_results[name] = result
             print(f"{name}: test macro-F1 {result['test']['macro_f1']:.4f}, agreement {result['test']['label_set_agreement']:.4f}, "
                   f"max prob diff {result['test']['max_abs_prob_diff']:.4f}, {result['file_mb']} MB", flush=True)
+        for name in [n for n in variants if n != "fp32"]:
+            # The same int8 graph with an fp32 fallback near the thresholds; the margin comes
+            # from validation, so test measures it on listings it was not sized on.
+            margin = fallback_margin(onnx_out[name]["validation"], onnx_out["fp32"]["validation"], calibration)
+            result = {"margin": dict(zip(MODEL_LABELS, map(float, margin))), "fallback_share": {}}
+            for split in ("validation", "test"):
+                combined, near = fallback_logits(onnx_out[name][split], onnx_out["fp32"][split], margin, calibration)
+                result[split] = compare(torch_logits[split], combined, labels[split], calibration)
+                result["fallback_share"][split] = float(near.mean())
+                result[f"{split}_seconds"] = export_results[name][f"{split}_seconds"]
+            result["estimated_test_seconds"] = (export_results[name]["test_seconds"]
+                                                + result["fallback_share"]["test"] * export_results["fp32"]["test_seconds"])
+            export_results[f"{name}+fp32_fallback"] = result
+            print(f"{name}+fp32_fallback: test macro-F1 {result['test']['macro_f1']:.4f}, agreement {result['test']['label_set_agreement']:.4f}, "
+                  f"re-scored in fp32: {result['fallback_share']['validation']:.1%} validation, {result['fallback_share']['test']:.1%} test", flush=True)
         fused_ok = export_results["fp32"]["test"]["label_set_agreement"] >= config["export"]["min_agreement"]
         if not fused_ok:
             raise RuntimeError(f"fused fp32 ONNX disagrees with PyTorch: {export_results['fp32']['test']}")
@@ -161,7 +179,20 @@ def train(config: dict) -> Path:
         print(f"shipping {precision}: {reason}", flush=True)
 
         # 8. Evaluate what ships, on test.
-        chosen_logits = {k: onnx_logits(variants[precision], ids[k], spec.pad_id)[0] for k in ("validation", "test")}
+        graph, _, with_fallback = precision.partition("+")
+        fallback = None
+        if with_fallback:
+            fallback = {"file": "model_fp32.onnx", "margin": export_results[precision]["margin"],
+                        "rule": "re-score in fp32 when a calibrated int8 logit is within the margin of a flag or block threshold; "
+                                "margin = largest int8 error on validation"}
+
+        def shipped_logits(batch_ids: list[list[int]]) -> np.ndarray:
+            logits = onnx_logits(variants[graph], batch_ids, spec.pad_id)[0]
+            if fallback:
+                margin = np.array([fallback["margin"][x] for x in MODEL_LABELS])
+                logits = fallback_logits(logits, onnx_logits(variants["fp32"], batch_ids, spec.pad_id)[0], margin, calibration)[0]
+            return logits
+        chosen_logits = {k: shipped_logits(ids[k]) for k in ("validation", "test")}
         temps = np.array([calibration["temperature"][x] for x in MODEL_LABELS])
         thr = np.array([calibration["thresholds"][x] for x in MODEL_LABELS])
         test_probs = sigmoid(chosen_logits["test"] / temps)
@@ -175,7 +206,7 @@ def train(config: dict) -> Path:
             "validation": evaluate(splits["validation"], labels["validation"], sigmoid(chosen_logits["validation"] / temps), thr),
             "test": evaluate(splits["test"], labels["test"], test_probs, thr),
         }
-        summary["external"] = _external(config, variants[precision], tokenizer, spec, temps, thr, baselines)
+        summary["external"] = _external(config, shipped_logits, tokenizer, spec, temps, thr, baselines)
         plot_reliability(report_dir / "reliability.png", sigmoid(torch_logits["test"]), sigmoid(torch_logits["test"] / temps), labels["test"])
         plot_pr_curves(report_dir / "pr_curves.png", test_probs, labels["test"], baselines["tfidf"]["test_probs"])
         baselines["tfidf"].pop("test_probs")
@@ -183,18 +214,23 @@ def train(config: dict) -> Path:
         report = render(summary)
         (report_dir / "report.md").write_text(report, encoding="utf-8")
         (report_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1, default=float) + "\n", encoding="utf-8")
-        (report_dir.parent / "latest.md").write_text(report.replace("](", f"]({version}/"), encoding="utf-8")
+        # A comparison run (output.promote: false) keeps its report and bundle but leaves
+        # reports/train/latest.md and models/current on the model that ships.
+        promote = config["output"].get("promote", True)
+        if promote:
+            (report_dir.parent / "latest.md").write_text(report.replace("](", f"]({version}/"), encoding="utf-8")
 
         # 9. The bundle; models/current points at it.
         metrics = {"test": {k: v for k, v in summary["test"].items() if k not in ("errors",)},
                    "validation_macro_f1": summary["validation"]["macro_f1"], "export": export_results,
                    "baselines_test_macro_f1": {k: baselines[k]["test"]["macro_f1"] for k in ("keyword", "tfidf")},
                    "external": summary["external"]}
-        bundle = write_bundle(models_dir / version, chosen_onnx=variants[precision], fp32_onnx=fp32, tokenizer=tokenizer,
+        bundle = write_bundle(models_dir / version, chosen_onnx=variants[graph], fp32_onnx=fp32, tokenizer=tokenizer, fallback=fallback,
                               hf_model=model, spec=spec, calibration=calibration, model_version=version, precision=precision,
                               precision_reason=reason, provenance=provenance, metrics=metrics,
                               card=model_card(summary, config), resolved_config=resolved, data_hash=dhash)
-        point_current(models_dir, bundle)
+        if promote:
+            point_current(models_dir, bundle)
         if mlflow:
             mlflow.log_metrics({"test_macro_f1": summary["test"]["macro_f1"], "val_macro_f1_final": summary["validation"]["macro_f1"],
                                 **{f"test_f1_{x}": summary["test"][x]["f1"] for x in MODEL_LABELS},
@@ -206,12 +242,12 @@ def train(config: dict) -> Path:
             registered = log_bundle(mlflow, bundle, config)
             print(f"MLflow: registered {config['mlflow']['registered_model']} version {registered}", flush=True)
     shutil.rmtree(work, ignore_errors=True)
-    print(f"bundle {bundle} (models/current); report {report_dir / 'report.md'}; "
+    print(f"bundle {bundle}{' (models/current)' if promote else ' (not promoted: output.promote is false)'}; report {report_dir / 'report.md'}; "
           f"test macro-F1 {summary['test']['macro_f1']:.4f}; {time.perf_counter() - started:.0f}s in all", flush=True)
     return bundle
 
 
-def _external(config: dict, onnx_path: Path, tokenizer, spec, temps, thr, baselines: dict) -> dict | None:
+def _external(config: dict, shipped_logits, tokenizer, spec, temps, thr, baselines: dict) -> dict | None:
     """Scores on independently written listings (data/external/*.jsonl), if any: never used for
     training, thresholds or model choice; the closest proxy for listings from outside this corpus."""
     files = sorted(resolve(config["data"].get("external_dir") or "data/external").glob("*.jsonl"))
@@ -220,7 +256,7 @@ def _external(config: dict, onnx_path: Path, tokenizer, spec, temps, thr, baseli
     rows = [json.loads(l) for f in files for l in f.read_text(encoding="utf-8").splitlines() if l.strip()]
     texts = [listing_text(r["title"], r["description"]) for r in rows]
     labels = to_matrix([r["labels"] for r in rows])
-    logits = onnx_logits(onnx_path, encode_texts(tokenizer, texts, spec)[0], spec.pad_id)[0]
+    logits = shipped_logits(encode_texts(tokenizer, texts, spec)[0])
     model = per_label(labels, (sigmoid(logits / temps) >= thr).astype(np.int8))
     tfidf = per_label(labels, baselines["tfidf"]["model"].predict(texts))
     keyword = per_label(labels, keyword_predict(rows))
