@@ -1,4 +1,4 @@
-"""int8 with an fp32 fallback near the thresholds (Bundle.scored_logits): the scorer re-scores
+"""int8 with an fp32 fallback near the thresholds (Bundle.predict_proba): the scorer re-scores
 exactly the listings the margin says, the result equals fp32 where it falls back, and the
 fallback model is held to the same hash checks as the rest of the bundle."""
 import json

@@ -127,32 +127,30 @@ class Bundle:
             near |= (np.abs(z[:, j, None] - cuts[None, :]) < self.fallback_margin[j]).any(axis=1)
         return near
 
-    def scored_logits(self, ids: list[list[int]]) -> np.ndarray:
-        """Logits of one batch; with a fallback, rows the int8 graph puts near a threshold are
-        re-scored by the fp32 graph, so int8 noise cannot move a decision (export.py sizes the
-        margin from the largest int8 error seen on validation; the gate checks it on test)."""
-        logits = self.logits(ids)
-        if self.fallback_margin is not None:
-            near = np.flatnonzero(self.near_a_cut(logits))
-            if len(near):
-                logits[near] = self.logits([ids[i] for i in near], self.fallback_session)
-                self.fallback_rows += len(near)
-        return logits
-
     def predict_proba(self, texts: list[str], batch_size: int = 32, on_batch=None) -> tuple[np.ndarray, list[bool]]:
         """Calibrated probabilities for already-normalised texts, batched by length to cut padding.
 
-        `on_batch(n)` is called after each batch of n texts (progress reporting).
+        With a fallback (int8 bundles), a second pass re-scores with the fp32 graph the texts whose
+        int8 score lies within the margin of a decision threshold, so int8 noise cannot move a
+        decision (export.py sizes the margin from the largest int8 error seen on validation; the
+        gate checks it on test). The few texts re-scored are batched together, by length too.
+        `on_batch(n)` is called after each first-pass batch of n texts (progress reporting).
         """
         ids, truncated = self.encode(texts)
         order = np.argsort([len(x) for x in ids], kind="stable")
-        probs = np.zeros((len(texts), len(MODEL_LABELS)), dtype=np.float32)
+        logits = np.zeros((len(texts), len(MODEL_LABELS)), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            probs[idx] = self.calibrate(self.scored_logits([ids[i] for i in idx]))
+            logits[idx] = self.logits([ids[i] for i in idx])
             if on_batch:
                 on_batch(len(idx))
-        return probs, truncated
+        if self.fallback_margin is not None and len(texts):
+            near = order[self.near_a_cut(logits)[order]]  # still in length order
+            for start in range(0, len(near), batch_size):
+                idx = near[start:start + batch_size]
+                logits[idx] = self.logits([ids[i] for i in idx], self.fallback_session)
+            self.fallback_rows += len(near)
+        return self.calibrate(logits), truncated
 
 
 def load_bundle(path: str | Path, threads: int | None = None, verify_hashes: bool = True) -> Bundle:

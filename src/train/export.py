@@ -7,7 +7,7 @@
 3. quantise: dynamic int8 in five flavours (QInt8 / QUInt8, per-tensor / per-channel,
    reduce_range, FFN2 kept fp32); each is scored on validation and test against PyTorch, alone
    and with an fp32 fallback: listings whose int8 score lies within the largest int8 error seen on
-   validation of a decision threshold are re-scored in fp32 (Bundle.scored_logits);
+   validation of a decision threshold are re-scored in fp32 (Bundle.predict_proba);
 4. gate: among the variants that lose at most `max_f1_drop` test macro-F1 and agree with PyTorch
    on at least `min_agreement` of label sets (validation and test), ship the fastest; if none
    passes, fp32, with the reason written into bundle.json and the model card.
@@ -147,7 +147,7 @@ def _calibrated_cuts(calibration: dict) -> list[np.ndarray]:
 
 
 def fallback_logits(int8: np.ndarray, fp32: np.ndarray, margin: np.ndarray, calibration: dict) -> tuple[np.ndarray, np.ndarray]:
-    """What the scorer computes with an fp32 fallback (Bundle.scored_logits): int8 logits, except
+    """What the scorer computes with an fp32 fallback (Bundle.predict_proba): int8 logits, except
     rows whose calibrated int8 logit lies within `margin` of a cut, which take the fp32 logits."""
     t = np.array([calibration["temperature"][x] for x in MODEL_LABELS])
     z = int8 / t
