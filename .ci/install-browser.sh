@@ -8,19 +8,7 @@ if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&
     exit 0
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO="sudo -n"
-    else
-        echo "install-browser.sh: need root (or sudo) to apt-get install chromium chromium-driver" >&2
-        exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+bash "$(dirname "$0")/apt-install.sh" install-browser.sh chromium chromium-driver
 
 command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || {
     echo "install-browser.sh: chromium or chromedriver still missing after apt-get install" >&2

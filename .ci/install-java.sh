@@ -19,21 +19,11 @@ if command -v java >/dev/null 2>&1; then
     fi
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-        SUDO="sudo -n"
-    else
-        echo "install-java.sh: need root (or sudo) to apt-get install openjdk-17-jre-headless" >&2
-        exit 1
-    fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null
+bash "$(dirname "$0")/apt-install.sh" install-java.sh openjdk-17-jre-headless
 
 # An older default java may still come first on PATH: point it at 17.
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
 java17=$(ls /usr/lib/jvm/java-17-openjdk-*/bin/java 2>/dev/null | head -n 1 || true)
 if [ -n "$java17" ] && [ "$(java_major 2>/dev/null || echo 0)" != "17" ]; then
     $SUDO update-alternatives --set java "$java17" >/dev/null 2>&1 || true

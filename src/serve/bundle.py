@@ -47,6 +47,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def decision_cuts(thresholds: dict[str, float], block: dict[str, float]) -> list[np.ndarray]:
+    """Per model label, the calibrated logits at which a decision changes: the flag threshold and,
+    for violation labels, the block threshold. Shared by the scorer and the export gate."""
+    def logit(p: float) -> float:
+        return float(np.log(p / (1.0 - p)))
+    return [np.array(sorted({logit(thresholds[x])} | ({logit(block[x])} if x in block else set()))) for x in MODEL_LABELS]
+
+
+def near_a_cut(calibrated_logits: np.ndarray, cuts: list[np.ndarray], margin: np.ndarray) -> np.ndarray:
+    """Rows with any label's calibrated logit closer than that label's margin to one of its cuts."""
+    near = np.zeros(len(calibrated_logits), dtype=bool)
+    for j, label_cuts in enumerate(cuts):
+        near |= (np.abs(calibrated_logits[:, j, None] - label_cuts[None, :]) < margin[j]).any(axis=1)
+    return near
+
+
 @dataclass
 class Bundle:
     path: Path
@@ -67,6 +83,11 @@ class Bundle:
     @property
     def model_version(self) -> str:
         return self.meta["model_version"]
+
+    @property
+    def fp32_path(self) -> Path:
+        """The fp32 graph: model.onnx in an fp32 bundle, model_fp32.onnx beside an int8 one."""
+        return self.path / ("model.onnx" if self.meta["precision"] == "fp32" else "model_fp32.onnx")
 
     @property
     def session(self):
@@ -112,20 +133,11 @@ class Bundle:
         return 1.0 / (1.0 + np.exp(-logits / self.temperature))
 
     def cuts(self) -> list[np.ndarray]:
-        """Per model label, the calibrated logits at which a decision changes (flag, block)."""
-        def logit(p: float) -> float:
-            return float(np.log(p / (1.0 - p)))
-        return [np.array(sorted({logit(float(self.thresholds[j]))} |
-                                ({logit(self.block_thresholds[name])} if name in self.block_thresholds else set())))
-                for j, name in enumerate(MODEL_LABELS)]
+        return decision_cuts(self.meta["thresholds"], self.block_thresholds)
 
     def near_a_cut(self, logits: np.ndarray) -> np.ndarray:
         """Rows whose calibrated logit lies within the fallback margin of any decision threshold."""
-        z = logits / self.temperature
-        near = np.zeros(len(z), dtype=bool)
-        for j, cuts in enumerate(self.cuts()):
-            near |= (np.abs(z[:, j, None] - cuts[None, :]) < self.fallback_margin[j]).any(axis=1)
-        return near
+        return near_a_cut(logits / self.temperature, self.cuts(), self.fallback_margin)
 
     def predict_proba(self, texts: list[str], batch_size: int = 32, on_batch=None) -> tuple[np.ndarray, list[bool]]:
         """Calibrated probabilities for already-normalised texts, batched by length to cut padding.

@@ -161,33 +161,24 @@ def iter_rows(path: str | Path, columns: Iterable[str] | None = None, batch_size
 
 
 def _parquet_rows(path: Path, columns, batch_size: int, required) -> Iterator[dict]:
+    """One Parquet file, or a directory of them as `reportguard score --engine spark` writes it:
+    part files under hive partitions (decision=block/...), whose values come back as the
+    `decision` column; Spark's _SUCCESS and .crc files are skipped (pyarrow ignores names starting
+    with _ or .). A directory's rows come in file order, not input order: a Spark run has none."""
     if path.is_dir():
-        yield from _parquet_dataset_rows(path, columns, batch_size, required)
-        return
-    import pyarrow.parquet as pq
-
-    parquet = pq.ParquetFile(path)
-    names = parquet.schema_arrow.names
+        import pyarrow.dataset as ds
+        dataset = ds.dataset(path, format="parquet", partitioning="hive")
+        if not dataset.files:
+            raise ValueError(f"{path}: a directory with no Parquet files; is this a `reportguard score` output?")
+        names = dataset.schema.names
+        batches = lambda wanted: dataset.to_batches(columns=wanted, batch_size=batch_size)  # noqa: E731
+    else:
+        import pyarrow.parquet as pq
+        parquet = pq.ParquetFile(path)
+        names = parquet.schema_arrow.names
+        batches = lambda wanted: parquet.iter_batches(batch_size=batch_size, columns=wanted)  # noqa: E731
     _check_columns(path, names, required)
-    wanted = [c for c in columns if c in names] if columns is not None else None
-    for batch in parquet.iter_batches(batch_size=batch_size, columns=wanted):
-        yield from batch.to_pylist()
-
-
-def _parquet_dataset_rows(path: Path, columns, batch_size: int, required) -> Iterator[dict]:
-    """A directory of Parquet files, as `reportguard score --engine spark` writes it: part files
-    under hive partitions (decision=block/...), whose values come back as the `decision` column.
-    Spark's _SUCCESS and .crc files are skipped (pyarrow ignores names starting with _ or .).
-    Rows come in file order, not input order: a Spark run has none."""
-    import pyarrow.dataset as ds
-
-    dataset = ds.dataset(path, format="parquet", partitioning="hive")
-    if not dataset.files:
-        raise ValueError(f"{path}: a directory with no Parquet files; is this a `reportguard score` output?")
-    names = dataset.schema.names
-    _check_columns(path, names, required)
-    wanted = [c for c in columns if c in names] if columns is not None else None
-    for batch in dataset.to_batches(columns=wanted, batch_size=batch_size):
+    for batch in batches([c for c in columns if c in names] if columns is not None else None):
         yield from batch.to_pylist()
 
 

@@ -177,13 +177,13 @@ def run(bundle: Path, out_dir: Path, threads: int, rounds: int = 3) -> dict:
     texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
 
     # int8 and fp32 graphs of the same model
+    fp32_file = b.fp32_path
     if b.meta["precision"] == "fp32":
-        fp32_file = bundle / "model.onnx"
         from .export import quantize
         int8_file = quantize(fp32_file, work / "model_int8.onnx", "qint8_per_channel")
         int8_note = "quantised for this benchmark (qint8_per_channel); the bundle ships fp32"
     else:
-        fp32_file, int8_file = bundle / "model_fp32.onnx", bundle / "model.onnx"
+        int8_file = bundle / "model.onnx"
         int8_note = f"shipped ({b.meta['precision']})"
 
     peak = matmul_peak(threads)

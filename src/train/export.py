@@ -24,7 +24,7 @@ import torch
 
 from reportguard.core.labels import MODEL_LABELS
 from reportguard.core.normalize import NORMALIZER_VERSION
-from reportguard.serve.bundle import FORMAT, sha256_file
+from reportguard.serve.bundle import FORMAT, decision_cuts, near_a_cut, sha256_file
 
 INT8_FLAVOURS = {
     # name: (weight type, per_channel, reduce_range, matmul classes kept in fp32)
@@ -139,21 +139,11 @@ def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray, ca
             "macro_f1": per_label(labels, cand_sets)["macro_f1"]}
 
 
-def _calibrated_cuts(calibration: dict) -> list[np.ndarray]:
-    """Per label, the calibrated logits where a decision changes: the flag and block thresholds."""
-    block = calibration.get("decision", {}).get("block", {})
-    return [np.array(sorted({float(np.log(p / (1 - p))) for p in [calibration["thresholds"][x]] + ([block[x]] if x in block else [])}))
-            for x in MODEL_LABELS]
-
-
 def fallback_logits(int8: np.ndarray, fp32: np.ndarray, margin: np.ndarray, calibration: dict) -> tuple[np.ndarray, np.ndarray]:
     """What the scorer computes with an fp32 fallback (Bundle.predict_proba): int8 logits, except
     rows whose calibrated int8 logit lies within `margin` of a cut, which take the fp32 logits."""
     t = np.array([calibration["temperature"][x] for x in MODEL_LABELS])
-    z = int8 / t
-    near = np.zeros(len(z), dtype=bool)
-    for j, cuts in enumerate(_calibrated_cuts(calibration)):
-        near |= (np.abs(z[:, j, None] - cuts[None, :]) < margin[j]).any(axis=1)
+    near = near_a_cut(int8 / t, decision_cuts(calibration["thresholds"], calibration["decision"]["block"]), margin)
     return np.where(near[:, None], fp32, int8), near
 
 

@@ -33,10 +33,6 @@ from .export import node_class
 CLASSES = ("qkv", "attn_out", "ffn1", "ffn2")
 
 
-def _fp32_file(bundle_dir: Path, meta: dict) -> Path:
-    return bundle_dir / ("model.onnx" if meta["precision"] == "fp32" else "model_fp32.onnx")
-
-
 def activation_outliers(model_path: Path, ids: list[list[int]], pad_id: int, threads: int) -> dict:
     """max / median over input channels of max |x|, per matmul class (median over layers)."""
     import onnx
@@ -77,7 +73,7 @@ def run(bundle_dir: Path, out_dir: Path, threads: int) -> dict:
     from .export import onnx_logits
 
     bundle = load_bundle(bundle_dir, threads=threads)
-    fp32 = _fp32_file(bundle_dir, bundle.meta)
+    fp32 = bundle.fp32_path
     rows = load_split(REPO_ROOT / "data" / "labelled", "validation")
     ids, _ = bundle.encode([listing_text(r["title"], r["description"]) for r in rows])
     temperature, thresholds = bundle.temperature, bundle.thresholds
