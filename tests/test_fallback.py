@@ -1,6 +1,7 @@
 """int8 with an fp32 fallback near the thresholds (Bundle.predict_proba): the scorer re-scores
 exactly the listings the margin says, the result equals fp32 where it falls back, and the
-fallback model is held to the same hash checks as the rest of the bundle."""
+fallback model is held to the same hash checks as the rest of the bundle. Bundles edited here are
+re-sealed (serve/bundle.py: an edited bundle.json refuses to load otherwise)."""
 import json
 import shutil
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from reportguard.core.labels import MODEL_LABELS
-from reportguard.serve.bundle import BundleError, load_bundle, sha256_file
+from reportguard.serve.bundle import BundleError, load_bundle, seal_bundle, sha256_file
 from reportguard.train.export import quantize
 
 TEXTS = ["不送样检测，一天出报告，包过", "CMA资质实验室，送样检测，周期7个工作日", "纯棉T恤 夏季新款", "代办质检报告 加急 可加盖公章",
@@ -27,6 +28,7 @@ def fallback_bundle(tiny_bundle, tmp_path, margin: float):
     meta["fallback"] = {"file": "model_fp32.onnx", "margin": {x: margin for x in MODEL_LABELS}}
     meta["files"] = {name: sha256_file(out / name) for name in ("model.onnx", "tokenizer.json", "model_fp32.onnx")}
     (out / "bundle.json").write_text(json.dumps(meta))
+    seal_bundle(out)
     return out
 
 
@@ -41,6 +43,7 @@ def fp32_only(path, tmp_path):
     meta["files"] = {name: sha256_file(out / name) for name in ("model.onnx", "tokenizer.json")}
     (out / "model_fp32.onnx").unlink()
     (out / "bundle.json").write_text(json.dumps(meta))
+    seal_bundle(out)
     return load_bundle(out, threads=1)
 
 
@@ -81,6 +84,7 @@ def test_the_fallback_model_is_hash_checked(tiny_bundle, tmp_path):
     meta = json.loads((path / "bundle.json").read_text())
     del meta["files"]["model_fp32.onnx"]
     (path / "bundle.json").write_text(json.dumps(meta))
+    seal_bundle(path)
     with pytest.raises(BundleError, match="fallback model 'model_fp32.onnx' has no hash"):
         load_bundle(path)
 

@@ -102,18 +102,19 @@ def test_missing_required_column_in_a_later_file_stops_before_the_first(tmp_path
         next(iter_chunks([good, bad]))
 
 
-def test_empty_title_nul_bytes_huge_field_and_duplicate_ids(tmp_path):
+def test_no_text_nul_bytes_huge_field_and_duplicate_ids(tmp_path):
     huge = "检" * 1_000_000
     text = (HEADER + "1,,desc,淘宝,店\n" + "2,nul\x00title,,淘宝,店\n" + f"3,ok,{huge},淘宝,店\n"
-            + "4,first,,淘宝,店\n" + "4,second,,淘宝,店\n" + "5,fine,,淘宝,店\n")
+            + "4,first,,淘宝,店\n" + "4,second,,淘宝,店\n" + "5,fine,,淘宝,店\n" + "6, ,,淘宝,\n")
     records, rejects = read_records(write(tmp_path / "h.csv", text))
-    assert [r["title"] for r in records] == ["first", "fine"]
+    # An empty title with a description is a listing (a 朋友圈 post): it is scored.
+    assert [r["title"] for r in records] == ["", "first", "fine"]
     reasons = {r.line: r.reason for r in rejects}
-    assert reasons[2] == "empty title"
     assert reasons[3] == "NUL byte in field 'title'"
     assert "1,000,000 characters" in reasons[4]
     assert "duplicate listing_id '4' (first seen at h.csv:5)" == reasons[6]
-    assert len(records) + len(rejects) == 6
+    assert reasons[8] == "no text"
+    assert len(records) + len(rejects) == 7
 
 
 def test_undecodable_bytes_reject_the_row_not_the_file(tmp_path):
@@ -164,7 +165,7 @@ def test_parquet_with_numeric_ids_and_wrong_types(tmp_path):
     pq.write_table(table, path)
     records, rejects = read_records(path)
     assert [r["listing_id"] for r in records] == ["1", "3"]
-    assert rejects[0].line == 2 and rejects[0].reason == "empty title"
+    assert rejects[0].line == 2 and rejects[0].reason == "no text"
 
 
 def test_directory_of_shards_in_order_and_chunks_are_bounded(tmp_path):

@@ -73,9 +73,9 @@ def test_hostile_inputs_reconcile(tiny_bundle, tmp_path):
     rows = manifest["rows"]
     assert rows["in"] == rows["accepted"] + rows["rejected"] == 13
     ids = [r["listing_id"] for r in read_run(out)]
-    assert ids == ["1", "3", "8", "9", "10"]
+    assert ids == ["1", "3", "4", "8", "9", "10"]  # 4 has no title but a description: it is scored
     rejects = [json.loads(l) for l in Path(f"{out}.rejects.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert len(rejects) == rows["rejected"] == 8
+    assert len(rejects) == rows["rejected"] == 7
     assert all(r["reason"] and r["file"] and r["line"] for r in rejects)
 
 

@@ -15,22 +15,39 @@ REPORTS = REPO_ROOT / "reports"
 
 
 def _data_build(args: argparse.Namespace) -> int:
-    from reportguard.train import corpus, datasheet
+    from reportguard.train import background, corpus, datasheet, realtext
     result = corpus.build(Path(args.raw), seed=args.seed)
     corpus.write_splits(result, Path(args.out))
-    print(f"read {result.rows_read} rows; dropped {result.exact_duplicates} exact and "
-          f"{result.near_duplicates} near-duplicates; {result.groups} groups")
+    print(f"read {result.rows_read} rows; relabelled {result.relabelled}; dropped {result.exact_duplicates} exact and "
+          f"{result.near_duplicates} near-duplicates, and {result.dropped_near_test} rows similar to a held-out "
+          f"writer's row; {result.groups} groups")
     for name, rows in result.splits.items():
         print(f"  {name}: {len(rows)} rows -> {Path(args.out) / (name + '.jsonl')}")
+    bg_raw = DATA / "background" / "raw"
+    if bg_raw.is_dir() and any(bg_raw.glob("*.jsonl")):
+        splits = background.build(bg_raw, seed=args.seed)
+        background.write(splits, DATA / "background")
+        print("ordinary listings: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()) + f" -> {DATA / 'background'}")
+    snippets = DATA / "real" / "snippets.jsonl"
+    if snippets.exists():
+        parts = realtext.split(realtext.read(snippets))
+        realtext.write(parts, snippets.parent)
+        print("real text: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()) + f" -> {snippets.parent}")
     datasheet.update(Path(args.out), DATA / "README.md")
     return 0
 
 
 def _data_validate(args: argparse.Namespace) -> int:
-    from reportguard.train.validate import validate_corpus
-    checks = validate_corpus(Path(args.folder))
+    from reportguard.train.corpus import SPLITS, load_split
+    from reportguard.train.validate import cue_audit, validate_background, validate_corpus, validate_probes, validate_real
+    folder = Path(args.folder)
+    checks = validate_corpus(folder)
+    if folder.resolve() == LABELLED.resolve():  # the committed corpus: check the data beside it too
+        checks += validate_background(DATA / "background") + validate_real(DATA / "real") + validate_probes(DATA / "probes")
     for c in checks:
         print(f"[{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}")
+    for line in cue_audit([r for name in SPLITS for r in load_split(folder, name)]):
+        print(f"[cue] {line}")
     failed = [c.name for c in checks if not c.ok]
     print("corpus valid" if not failed else f"corpus INVALID: {', '.join(failed)}")
     return 1 if failed else 0
@@ -63,6 +80,15 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from reportguard.train.config import load_config
+    from reportguard.train.evaluate import evaluate_bundle
+    config = load_config(args.config, args.set)
+    result = evaluate_bundle(args.model, config["data"], args.out, config["mlflow"])
+    print(f"wrote {Path(args.out) / result['model_version']}.md and .json")
+    return 0
+
+
 def _score(args: argparse.Namespace) -> int:
     from reportguard.serve.score import ScoreOptions, score
     options = ScoreOptions(model=args.model, threads=args.threads, batch_size=args.batch_size, chunk_size=args.chunk_size,
@@ -72,7 +98,16 @@ def _score(args: argparse.Namespace) -> int:
         from reportguard.serve.spark_engine import score_from_args
         score_from_args(args, options)
         return 0
-    score(args.inputs, args.output, options)
+    try:
+        score(args.inputs, args.output, options)
+    except Exception as exc:
+        # Refusals and runtime failures (ScoreError, ReadError, GraphError) carry exit_code 1 and a
+        # one-line message naming the file; input and usage errors fall through to main (exit 2).
+        code = getattr(exc, "exit_code", None)
+        if code is None:
+            raise
+        print(f"reportguard: error: {exc}", file=sys.stderr)
+        return code
     return 0
 
 
@@ -143,6 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set training.epochs=2 (repeatable)")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="score every evaluation-only set with a bundle -> reports/eval/<model_version>.{md,json}",
+                       description="Macro-F1 and per-label P/R/F1 on the random and writer-held-out tests, real public text "
+                                   "and the probes; false alarms on held-out ordinary listings; expected precision at "
+                                   "0.1/1/5%% prevalence; keyword and TF-IDF baselines beside every number; logged to MLflow.",
+                       epilog="example: reportguard evaluate --model models/current")
+    p.add_argument("--model", default="models/current", help="a bundle directory (default models/current)")
+    p.add_argument("--config", default="configs/e5_small.yaml", help="where the data lives (its data: section) and MLflow")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value (repeatable)")
+    p.add_argument("--out", default="reports/eval", help="folder for <model_version>.{md,json} and the plots")
+    p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("score", help="score platform dumps (CSV/JSONL/Parquet, .gz, or directories of shards)")
     p.add_argument("inputs", nargs="+", metavar="INPUT")

@@ -93,28 +93,33 @@ def assemble(parts: list[Path], out: Path) -> int:
     tmp = out.with_name(f".{out.name}.tmp")
     rows = 0
     opener = gzip.open if out.name.lower().endswith(".gz") else open
-    if fmt == "parquet":
-        writer = pq.ParquetWriter(str(tmp), unified, compression="zstd")
-        for p in parts:
-            table = _conform(pq.read_table(p), unified)
-            writer.write_table(table)
-            rows += table.num_rows
-        writer.close()
-    else:
-        with opener(tmp, "wb") as fh:
-            for k, p in enumerate(parts):
-                table = _conform(pq.read_table(p), unified)
-                rows += table.num_rows
-                if fmt == "csv":
-                    flat = table.set_column(table.schema.get_field_index("labels"), "labels",
-                                            pa.array(["|".join(x or []) for x in table.column("labels").to_pylist()], pa.string()))
-                    buf = pa.BufferOutputStream()
-                    pacsv.write_csv(flat, buf, pacsv.WriteOptions(include_header=(k == 0)))
-                    fh.write(buf.getvalue().to_pybytes())
-                else:
-                    for row in table.to_pylist():
-                        fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
-    tmp.replace(out)
+    try:
+        if fmt == "parquet":
+            writer = pq.ParquetWriter(str(tmp), unified, compression="zstd")
+            try:
+                for p in parts:
+                    table = _conform(pq.read_table(p), unified)
+                    writer.write_table(table)
+                    rows += table.num_rows
+            finally:
+                writer.close()
+        else:
+            with opener(tmp, "wb") as fh:
+                for k, p in enumerate(parts):
+                    table = _conform(pq.read_table(p), unified)
+                    rows += table.num_rows
+                    if fmt == "csv":
+                        flat = table.set_column(table.schema.get_field_index("labels"), "labels",
+                                                pa.array(["|".join(x or []) for x in table.column("labels").to_pylist()], pa.string()))
+                        buf = pa.BufferOutputStream()
+                        pacsv.write_csv(flat, buf, pacsv.WriteOptions(include_header=(k == 0)))
+                        fh.write(buf.getvalue().to_pybytes())
+                    else:
+                        for row in table.to_pylist():
+                            fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)  # no partial output: after a failure (a full disk) the temp file goes
     return rows
 
 

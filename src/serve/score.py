@@ -12,16 +12,29 @@ Per chunk of input rows (chunk boundaries depend only on the input):
 A rerun of the same command skips committed chunks and rebuilds the dedup cache from them, so the
 result after `kill -9` and a rerun is identical to an uninterrupted run. When every chunk is
 done, the parts are assembled into OUT (temp file + rename), with OUT.rejects.jsonl and
-OUT.manifest.json beside it; a rerun of a finished run is a no-op. No torch or transformers is
-imported on this path.
+OUT.manifest.json beside it; a rerun of a finished run is a no-op. The run state (inputs' hashes,
+the bundle's content hash, the options) is recorded; a rerun with anything else starts over and
+says what changed. No torch or transformers is imported on this path.
+
+Refusals and failures: an OUT that is (or would overwrite) an input file is refused; a second
+scorer on the same OUT is refused by an advisory lock (OUT.lock, fcntl) naming the holder's PID;
+a truncated archive, an unwritable or full output folder or an unloadable graph stops the run
+with one line naming the file and the cause (`ScoreError`, exit 1), leaving no partial OUT and no
+temp files (committed chunks stay in OUT.parts, so that a rerun resumes). Memory stays flat: the
+dedup cache (`TextCache`) and the duplicate-id index (core.records.IdIndex) keep a fixed number
+of entries in memory and spill the rest to SQLite under OUT.parts.
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
 import json
+import os
 import shutil
+import sqlite3
+import sys
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,7 +45,8 @@ from reportguard.core.columns import load_column_map
 from reportguard.core.credentials import find_credentials
 from reportguard.core.labels import CREDENTIAL_MISSING, MODEL_LABELS, TESTING_SERVICE
 from reportguard.core.normalize import NORMALIZER_VERSION
-from reportguard.core.records import Chunk, ReadOptions, check_headers, iter_chunks, list_input_files
+from reportguard.core.records import (Chunk, ReadOptions, SpillStore, check_headers, iter_chunks, list_input_files,
+                                      read_failure)
 
 from .bundle import Bundle, load_bundle, sha256_file
 from .evidence import clauses, lexicon_evidence, occluded_texts, prepare, span_evidence
@@ -53,6 +67,14 @@ class ScoreOptions:
     occlusion_clauses: int = 4
     min_drop: float = 0.1
     progress: bool = True
+    memory_texts: int = 100_000  # dedup cache entries kept in memory; older texts spill to disk
+    memory_ids: int = 250_000  # listing ids kept in memory by the duplicate check; then it spills
+
+
+class ScoreError(Exception):
+    """The run was refused or stopped; the message is one line naming the file and the cause.
+    `reportguard score` prints it and exits 1."""
+    exit_code = 1
 
 
 @dataclass
@@ -64,23 +86,83 @@ class ChunkStats:
     new_texts: int = 0
     truncated: int = 0
     seconds: dict = field(default_factory=dict)
+    encodings: dict = field(default_factory=dict)  # rows per input encoding
+    warnings: list = field(default_factory=list)  # encoding switches first seen in this chunk
+    ids_trimmed: int = 0
 
 
 class TextCache:
-    """Normalised-text key -> (probabilities, occlusion spans): each unique text is scored once."""
+    """Normalised-text key -> (probabilities, occlusion spans): each unique text is scored once.
 
-    def __init__(self):
-        self.entries: dict[str, tuple[np.ndarray, list]] = {}
+    Memory is bounded: the `capacity` most recently used texts stay in memory (an LRU); older ones
+    move to a SpillStore on disk (SQLite behind a fixed-size Bloom filter), so a repost of any
+    earlier text still reuses its scores, exactly, at any scale. `len(cache)` is the number of
+    distinct texts seen."""
+
+    def __init__(self, capacity: int = 100_000, spill_dir: str | Path | None = None):
+        self.capacity = max(1, capacity)
+        self.spill_dir = spill_dir
+        self.hot: OrderedDict[str, tuple[np.ndarray, list]] = OrderedDict()
+        self.cold: SpillStore | None = None
+        self.size = 0
 
     @staticmethod
     def key(model_text: str) -> str:
         return hashlib.blake2b(model_text.encode("utf-8"), digest_size=12).hexdigest()
 
+    def __len__(self) -> int:
+        return self.size
+
+    def get_many(self, keys: list[str]) -> dict[str, tuple[np.ndarray, list]]:
+        """The cached entries among `keys` (distinct); a hit becomes the most recently used."""
+        found: dict[str, tuple[np.ndarray, list]] = {}
+        missing = []
+        hot = self.hot
+        for k in keys:
+            entry = hot.get(k)
+            if entry is None:
+                missing.append(k)
+            else:
+                hot.move_to_end(k)
+                found[k] = entry
+        if missing and self.cold is not None:
+            for k, blob in self.cold.get_many(missing).items():
+                entry = (np.frombuffer(blob[:12], dtype=np.float32).copy(), json.loads(blob[12:]))
+                found[k] = hot[k] = entry  # used again: back in memory (it stays on disk too)
+            self._evict()
+        return found
+
+    def put_many(self, entries: dict[str, tuple[np.ndarray, list]]) -> None:
+        """Add texts not cached yet."""
+        self.hot.update(entries)
+        self.size += len(entries)
+        self._evict()
+
+    def _evict(self) -> None:
+        excess = len(self.hot) - self.capacity
+        if excess <= 0:
+            return
+        excess = min(len(self.hot), max(excess, self.capacity // 10))  # in batches: one transaction each
+        batch = [self.hot.popitem(last=False) for _ in range(excess)]
+        if self.cold is None:
+            self.cold = SpillStore(self.spill_dir)
+        self.cold.put_many([(k, np.asarray(p, dtype=np.float32).tobytes() + json.dumps(occ).encode("utf-8"))
+                            for k, (p, occ) in batch])
+
     def load_part(self, part: Path) -> None:
         table = pq.read_table(part, columns=["_key", "p_report_sale", "p_false_ad", "p_testing_service", "_occlusion"])
         cols = table.to_pydict()
+        known = self.get_many(list(dict.fromkeys(cols["_key"])))
+        new: dict[str, tuple[np.ndarray, list]] = {}
         for k, a, b, c, occ in zip(cols["_key"], cols["p_report_sale"], cols["p_false_ad"], cols["p_testing_service"], cols["_occlusion"]):
-            self.entries.setdefault(k, (np.array([a, b, c], dtype=np.float32), json.loads(occ)))
+            if k not in known and k not in new:
+                new[k] = (np.array([a, b, c], dtype=np.float32), json.loads(occ))
+        self.put_many(new)
+
+    def close(self) -> None:
+        if self.cold is not None:
+            self.cold.close()
+            self.cold = None
 
 
 def decide(labels: list[str], probs: np.ndarray, bundle: Bundle) -> str:
@@ -94,27 +176,126 @@ def decide(labels: list[str], probs: np.ndarray, bundle: Bundle) -> str:
 
 
 def run_state(files: list[Path], bundle: Bundle, options: ScoreOptions) -> dict:
-    """What a run depends on: a resumed run must match it exactly."""
-    return {"inputs": [{"path": str(f), "bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in files],
-            "model_version": bundle.model_version, "model_files": bundle.meta["files"],
+    """What a run depends on: a resumed run must match it exactly. The bundle's content hash
+    covers bundle.json (thresholds included) and every file it lists."""
+    inputs = []
+    for f in files:
+        try:
+            inputs.append({"path": str(f), "bytes": f.stat().st_size, "sha256": sha256_file(f)})
+        except OSError as exc:
+            raise read_failure(f, exc) from exc
+    return {"inputs": inputs,
+            "model_version": bundle.model_version, "bundle_sha256": bundle.content_sha256, "model_files": bundle.meta["files"],
             "normalizer_version": NORMALIZER_VERSION,
             "options": {k: v for k, v in asdict(options).items() if k in ("chunk_size", "columns", "encoding", "attribution",
                                                                              "occlusion_clauses", "min_drop")}}
 
 
+def what_changed(previous: dict | None, state: dict) -> str:
+    """Why a previous run's state differs from this one's, in words."""
+    if not previous:
+        return "an unfinished run whose state is unknown"
+    reasons = []
+    if previous.get("inputs") != state["inputs"]:
+        reasons.append("other or edited inputs")
+    if (previous.get("bundle_sha256"), previous.get("model_version"), previous.get("model_files")) != \
+            (state["bundle_sha256"], state["model_version"], state["model_files"]):
+        before = f"{previous.get('model_version')} sha256 {str(previous.get('bundle_sha256') or 'unrecorded')[:12]}"
+        reasons.append(f"another model bundle ({before}; now {state['model_version']} sha256 {state['bundle_sha256'][:12]})")
+    if previous.get("normalizer_version") != state["normalizer_version"]:
+        reasons.append("another normaliser")
+    if previous.get("options") != state["options"]:
+        reasons.append("other options")
+    return "a run with " + (", ".join(reasons) or "another reportguard version")
+
+
 def estimate_rows(files: list[Path]) -> int:
-    """Rows to expect, for the progress bar: Parquet metadata, else newline count."""
+    """Rows to expect, for the progress bar: Parquet metadata, else newline count. Reads every
+    text input to its end, so a truncated or corrupt archive fails here, before any output."""
     total = 0
     for f in files:
-        if f.name.lower().endswith(".parquet"):
-            total += pq.ParquetFile(f).metadata.num_rows
-            continue
-        opener = gzip.open if f.name.lower().endswith(".gz") else open
-        with opener(f, "rb") as fh:
-            total += sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 22), b""))
+        try:
+            if f.name.lower().endswith(".parquet"):
+                total += pq.ParquetFile(f).metadata.num_rows
+                continue
+            opener = gzip.open if f.name.lower().endswith(".gz") else open
+            with opener(f, "rb") as fh:
+                total += sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 22), b""))
+        except (EOFError, OSError, gzip.BadGzipFile) as exc:
+            raise read_failure(f, exc) from exc
         if ".csv" in f.name.lower() or ".tsv" in f.name.lower():
             total -= 1
     return max(total, 0)
+
+
+def output_paths(out: Path) -> list[Path]:
+    """Everything a run writes for OUT: the output, its rejects, manifest, parts folder and lock."""
+    return [out, Path(f"{out}.rejects.jsonl"), Path(f"{out}.manifest.json"), Path(f"{out}.parts"), Path(f"{out}.lock")]
+
+
+def check_output_path(out: Path, inputs: list[str], files: list[Path]) -> None:
+    """Refuse an OUT that would overwrite an input file, or that lies in an input folder (a rerun
+    would read it, and its rejects, as input)."""
+    for target in output_paths(out):
+        resolved = target.resolve()
+        for f in files:
+            if f.resolve() == resolved or (target.exists() and os.path.samefile(f, target)):
+                raise ScoreError(f"{target}: is the input file {f}; refusing to overwrite an input (choose another --output)")
+    where = out.resolve()
+    for p in map(Path, inputs):
+        if p.is_dir() and p.resolve() in where.parents:
+            raise ScoreError(f"{out}: lies inside the input folder {p}, whose files are all read as input; "
+                             f"write the output outside it")
+
+
+class OutputLock:
+    """An advisory lock (fcntl.flock) on OUT.lock, holding the PID of the scorer that writes OUT.
+    A second scorer is refused with that PID; the kernel drops the lock if the holder dies."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.path = Path(f"{out}.lock")
+        self.fd: int | None = None
+
+    def __enter__(self) -> "OutputLock":
+        import fcntl
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                raise ScoreError(f"{self.out}: another `reportguard score` (PID {holder}) is writing this output "
+                                 f"(lock {self.path}); wait for it to finish, or stop it") from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the previous holder removed the file between our open and our lock
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        except OSError:
+            self._release(fd)
+            raise
+        self.fd = fd
+        return self
+
+    def _release(self, fd: int) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            self._release(self.fd)
+            self.fd = None
 
 
 def score(inputs: list[str], output: str | Path, options: ScoreOptions | None = None) -> dict:
@@ -122,56 +303,150 @@ def score(inputs: list[str], output: str | Path, options: ScoreOptions | None = 
     out = Path(output)
     output_format(out)  # fail on a bad extension before any work
     bundle = load_bundle(options.model, threads=options.threads)
+    bundle.check_loadable()  # an unloadable graph or tokenizer fails here, naming the file
     files = list_input_files(inputs)
+    check_output_path(out, inputs, files)
     read_options = ReadOptions(chunk_size=options.chunk_size, encoding=options.encoding,
-                               column_map=load_column_map(options.columns))
+                               column_map=load_column_map(options.columns), memory_ids=options.memory_ids)
     check_headers(files, read_options)  # a missing required column stops the run before any work
     state = run_state(files, bundle, options)
+    expected_rows = estimate_rows(files)
     manifest_path = Path(f"{out}.manifest.json")
     if out.exists() and manifest_path.exists():
-        previous = json.loads(manifest_path.read_text(encoding="utf-8"))
+        try:
+            previous = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            previous = {}
         if previous.get("state") == state:
             print(f"{out}: already complete for these inputs and this model; nothing to do")
             return previous
+        print(f"{out}: written by {what_changed(previous.get('state'), state)}; scoring again")
     parts_dir = Path(f"{out}.parts")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with OutputLock(out):
+            try:
+                return _run(files, out, parts_dir, manifest_path, state, expected_rows, bundle, read_options, options)
+            except BaseException:
+                _clean_up_after_failure(out, parts_dir)
+                raise
+    except (OSError, sqlite3.Error) as exc:
+        raise _write_failure(exc, out, parts_dir) from exc
+
+
+def _run(files: list[Path], out: Path, parts_dir: Path, manifest_path: Path, state: dict, expected_rows: int,
+         bundle: Bundle, read_options: ReadOptions, options: ScoreOptions) -> dict:
     state_path = parts_dir / "state.json"
-    if parts_dir.exists() and (not state_path.exists() or json.loads(state_path.read_text(encoding="utf-8")) != state):
-        print(f"{parts_dir}: left by a run with other inputs, model or options; starting over")
-        shutil.rmtree(parts_dir)
+    if parts_dir.exists():
+        try:
+            previous = json.loads(state_path.read_text(encoding="utf-8")) if state_path.exists() else None
+        except ValueError:
+            previous = None
+        if previous != state:
+            print(f"{parts_dir}: left by {what_changed(previous, state)}; starting over")
+            shutil.rmtree(parts_dir)
     parts_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(state_path, json.dumps(state, ensure_ascii=False, indent=1))
+    for stale in list(parts_dir.glob("rg-spill-*")) + list(parts_dir.glob(".*.tmp")):  # left by a killed run
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    _write_atomic(state_path, _json_text(state))
+    read_options.spill_dir = str(parts_dir)
 
-    cache = TextCache()
-    done = sorted(parts_dir.glob("chunk-*.parquet"))
-    for part in done:
-        cache.load_part(part)
-    if done:
-        print(f"resuming: {len(done)} chunk(s) already committed, {len(cache.entries)} unique texts cached")
+    cache = TextCache(options.memory_texts, spill_dir=parts_dir)
+    try:
+        done = sorted(parts_dir.glob("chunk-*.parquet"))
+        for part in done:
+            cache.load_part(part)
+        if done:
+            print(f"resuming: {len(done)} chunk(s) already committed, {len(cache)} unique texts cached")
 
-    started = time.perf_counter()
-    progress = _Progress(estimate_rows(files), options.progress)
-    passthrough: list[str] = []
-    stats: list[ChunkStats] = []
-    for index, chunk in enumerate(iter_chunks(files, read_options)):
-        part = parts_dir / f"chunk-{index:06d}.parquet"
-        if part.exists():
-            stats.append(ChunkStats(**json.loads((parts_dir / f"chunk-{index:06d}.json").read_text(encoding="utf-8"))))
-            progress.finish_chunk(chunk.rows_in)
-            continue
-        stats.append(_score_chunk(index, chunk, bundle, cache, options, parts_dir, passthrough, progress))
-    progress.close()
+        started = time.perf_counter()
+        progress = _Progress(expected_rows, options.progress)
+        passthrough: list[str] = []
+        stats: list[ChunkStats] = []
+        for index, chunk in enumerate(iter_chunks(files, read_options)):
+            for warning in chunk.warnings:
+                progress.write(f"warning: {warning}")
+            part = parts_dir / f"chunk-{index:06d}.parquet"
+            if part.exists():
+                st = ChunkStats(**json.loads((parts_dir / f"chunk-{index:06d}.json").read_text(encoding="utf-8")))
+                if st.rows_in != chunk.rows_in or st.accepted != len(chunk.records):
+                    raise ScoreError(f"{part}: holds {st.rows_in} rows, but the input's chunk {index} has {chunk.rows_in}; "
+                                     f"delete {parts_dir} and score again")
+                st.encodings, st.warnings, st.ids_trimmed = chunk.encodings, chunk.warnings, chunk.ids_trimmed
+                stats.append(st)
+                progress.finish_chunk(chunk.rows_in)
+                continue
+            stats.append(_score_chunk(index, chunk, bundle, cache, options, parts_dir, passthrough, progress))
+        progress.close()
 
-    parts = [parts_dir / f"chunk-{s.index:06d}.parquet" for s in stats]
-    t0 = time.perf_counter()
-    rows_out = assemble(parts, out) if parts else _empty_output(out, bundle)
-    _assemble_rejects(parts_dir, stats, Path(f"{out}.rejects.jsonl"))
-    manifest = _manifest(state, stats, cache, bundle, out, rows_out, time.perf_counter() - started, time.perf_counter() - t0, len(done))
-    _write_atomic(manifest_path, json.dumps(manifest, ensure_ascii=False, indent=1))
+        parts = [parts_dir / f"chunk-{s.index:06d}.parquet" for s in stats] or [_empty_part(parts_dir)]
+        t0 = time.perf_counter()
+        manifest_path.unlink(missing_ok=True)  # a manifest marks a complete OUT: none until this one is
+        rows_out = assemble(parts, out)
+        _assemble_rejects(parts_dir, stats, Path(f"{out}.rejects.jsonl"))
+        manifest = _manifest(state, stats, cache, bundle, out, rows_out, time.perf_counter() - started, time.perf_counter() - t0, len(done))
+    finally:
+        cache.close()
+    _write_atomic(manifest_path, _json_text(manifest))
     shutil.rmtree(parts_dir)
     rows = manifest["rows"]
     print(f"{out}: {rows['in']} rows in, {rows['accepted']} scored, {rows['rejected']} rejected "
           f"({rows['unique']} unique texts); decisions {manifest['decisions']}; {manifest['seconds']['total']:.1f}s")
+    for warning in manifest["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     return manifest
+
+
+def _clean_up_after_failure(out: Path, parts_dir: Path) -> None:
+    """No partial output: temp files go; committed chunks stay (a rerun resumes from them) unless
+    there are none, in which case OUT.parts goes too."""
+    for tmp in (out.with_name(f".{p.name}.tmp") for p in output_paths(out)):
+        tmp.unlink(missing_ok=True)
+    if parts_dir.is_dir():
+        for stale in list(parts_dir.glob("rg-spill-*")) + list(parts_dir.glob(".*.tmp")):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        if not any(parts_dir.glob("chunk-*.parquet")):
+            shutil.rmtree(parts_dir, ignore_errors=True)
+
+
+def _write_failure(exc: BaseException, out: Path, parts_dir: Path) -> ScoreError:
+    """One line naming the file and the cause of a failed write."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where, cause = exc.filename or out.parent, exc.strerror
+    else:
+        where, cause = out, " ".join(str(exc).split())[:300] or type(exc).__name__
+    kept = len(list(parts_dir.glob("chunk-*.parquet"))) if parts_dir.is_dir() else 0
+    resume = f"; {kept} committed chunk(s) kept in {parts_dir}: rerun the same command to resume" if kept else ""
+    return ScoreError(f"{where}: cannot write the output: {cause}{resume}")
+
+
+def _json_text(obj) -> str:
+    """JSON as UTF-8 text; lone surrogates (undecodable file names) escaped, so the write can't fail."""
+    text = json.dumps(obj, ensure_ascii=False, indent=1)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return json.dumps(obj, indent=1)
+
+
+def model_input(record: dict) -> tuple[str, str, str]:
+    """(first field's text, description, first field's name) that the model reads for a record:
+    the title and description, or, for a listing with neither, its shop name."""
+    title, description = record["title"], record.get("description") or ""
+    if not title.strip() and not description.strip():
+        shop = record.get("shop_name") or ""
+        if isinstance(shop, str) and shop.strip():
+            return shop, "", "shop_name"
+    return title, description, "title"
+
+
+def _prepare(record: dict):
+    first, description, name = model_input(record)
+    text, fields = prepare(first, description)
+    if name != "title":
+        fields[0].field = name
+    return text, fields
 
 
 def score_records(records: list[dict], bundle: Bundle, cache: TextCache, options: ScoreOptions,
@@ -185,24 +460,26 @@ def score_records(records: list[dict], bundle: Bundle, cache: TextCache, options
     """
     passthrough = [] if passthrough is None else passthrough
     t0 = time.perf_counter()
-    prepared = [prepare(r["title"], r.get("description") or "") for r in records]
+    prepared = [_prepare(r) for r in records]
     keys = [TextCache.key(text) for text, _ in prepared]
     t1 = time.perf_counter()
+    known = cache.get_many(list(dict.fromkeys(keys)))
     new: dict[str, str] = {}
     for (text, _), key in zip(prepared, keys):
-        if key not in cache.entries and key not in new:
+        if key not in known and key not in new:
             new[key] = text
     truncated = 0
     if new:
         probs, cut = bundle.predict_proba(list(new.values()), options.batch_size, on_batch=on_batch)
         truncated = int(sum(cut))
         occlusion = _occlusion(list(new.values()), probs, bundle, options)
-        for k, key in enumerate(new):
-            cache.entries[key] = (probs[k], occlusion[k])
+        fresh = {key: (probs[k], occlusion[k]) for k, key in enumerate(new)}
+        cache.put_many(fresh)
+        known.update(fresh)
     t2 = time.perf_counter()
     rows = []
     for record, (text, fields), key in zip(records, prepared, keys):
-        probs, occl = cache.entries[key]
+        probs, occl = known[key]
         labels = [x for x, p, t in zip(MODEL_LABELS, probs, bundle.thresholds) if p >= t]
         if TESTING_SERVICE.name in labels and not find_credentials(f"{record['title']}\n{record.get('description') or ''}",
                                                                     record.get("qualification") or ""):
@@ -245,7 +522,8 @@ def passthrough_name(column: str) -> str | None:
 
 def _score_chunk(index: int, chunk: Chunk, bundle: Bundle, cache: TextCache, options: ScoreOptions,
                  parts_dir: Path, passthrough: list[str], progress) -> ChunkStats:
-    st = ChunkStats(index, rows_in=chunk.rows_in, accepted=len(chunk.records), rejected=len(chunk.rejects))
+    st = ChunkStats(index, rows_in=chunk.rows_in, accepted=len(chunk.records), rejected=len(chunk.rejects),
+                    encodings=chunk.encodings, warnings=chunk.warnings, ids_trimmed=chunk.ids_trimmed)
     # Progress moves by texts scored; scaled to rows it is approximate, and finish_chunk makes it exact.
     per_text = chunk.rows_in / max(len(chunk.records), 1)
     rows, info = score_records(chunk.records, bundle, cache, options, passthrough,
@@ -298,10 +576,13 @@ def _occlusion(texts: list[str], probs: np.ndarray, bundle: Bundle, options: Sco
 
 def _assemble_rejects(parts_dir: Path, stats: list[ChunkStats], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        for s in stats:
-            out.write((parts_dir / f"chunk-{s.index:06d}.rejects.jsonl").read_text(encoding="utf-8"))
-    tmp.replace(path)
+    try:
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as out:
+            for s in stats:
+                out.write((parts_dir / f"chunk-{s.index:06d}.rejects.jsonl").read_text(encoding="utf-8"))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _manifest(state: dict, stats: list[ChunkStats], cache: TextCache, bundle: Bundle, out: Path, rows_out: int,
@@ -317,14 +598,23 @@ def _manifest(state: dict, stats: list[ChunkStats], cache: TextCache, bundle: Bu
         decisions[r["decision"]] = decisions.get(r["decision"], 0) + 1
         for x in r["labels"]:
             labels[x] = labels.get(x, 0) + 1
+    encodings: dict[str, int] = {}
+    for s in stats:
+        for name, n in (s.encodings or {}).items():
+            encodings[name] = encodings.get(name, 0) + n
     seconds = {k: sum(s.seconds.get(k, 0.0) for s in stats) for k in ("normalise", "inference", "labels_and_evidence", "write")}
     seconds.update(assemble=assemble_seconds, total=total_seconds)
     return {
         "output": str(out), "rejects": f"{out}.rejects.jsonl",
-        "rows": {"in": rows_in, "accepted": accepted, "rejected": rejected, "unique": len(cache.entries),
+        "rows": {"in": rows_in, "accepted": accepted, "rejected": rejected, "unique": len(cache),
                  "truncated_texts": sum(s.truncated for s in stats)},
+        # rows per input encoding (each line is decoded on its own; "ascii" rows are valid in both)
+        "encodings": dict(sorted(encodings.items())),
+        "listing_ids_trimmed": sum(s.ids_trimmed for s in stats),
+        "warnings": [w for s in stats for w in (s.warnings or [])],
         "decisions": decisions, "labels": labels,
-        "model_version": bundle.model_version, "model_path": str(bundle.path.resolve()), "precision": bundle.meta.get("precision"),
+        "model_version": bundle.model_version, "bundle_sha256": bundle.content_sha256,
+        "model_path": str(bundle.path.resolve()), "precision": bundle.meta.get("precision"),
         # int8 with fp32 fallback: model passes (texts and occlusion variants) this process re-ran in fp32
         **({"fp32_fallback_passes": bundle.fallback_rows} if bundle.fallback_margin is not None else {}),
         "normalizer_version": NORMALIZER_VERSION, "threads": bundle.threads,
@@ -334,19 +624,23 @@ def _manifest(state: dict, stats: list[ChunkStats], cache: TextCache, bundle: Bu
     }
 
 
-def _empty_output(out: Path, bundle: Bundle) -> int:
-    table = rows_to_table([], [])
-    tmp = out.with_name(f".{out.name}.tmp")
-    pq.write_table(table, tmp)
-    assemble([tmp], out)
-    tmp.unlink()
-    return 0
+def _empty_part(parts_dir: Path) -> Path:
+    """A part with the score columns and no rows, for a run with no rows: OUT is then a valid
+    empty file (Parquet with the schema, CSV with the header, empty JSONL)."""
+    part = parts_dir / "empty.parquet"
+    pq.write_table(rows_to_table([], []), part)
+    return part
 
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        # backslashreplace: a stray surrogate must never make a reject unwritable
+        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as fh:
+            fh.write(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class _Progress:
@@ -370,6 +664,10 @@ class _Progress:
         if rows > self._shown:
             self.bar.update(rows - self._shown)
         self._partial, self._shown = 0.0, 0
+
+    def write(self, message: str) -> None:
+        """A line on stderr that does not break the bar."""
+        self.bar.write(message, file=sys.stderr)
 
     def close(self) -> None:
         self.bar.close()

@@ -3,10 +3,14 @@
 - Temperature scaling per label: p = sigmoid(logit / T), T minimising validation BCE. It changes
   probabilities, never the ranking, so PR-AUC is unaffected.
 - A flag threshold per label on the calibrated probability: the F1-maximising one, or the lowest
-  reaching a target precision.
+  reaching a target precision; then raised, where needed, until no more than
+  `max_ordinary_rate[label]` of the ordinary listings in validation carry the label. A real export
+  is >99% ordinary goods, so a cut chosen on the labelled rows alone floods reviewers.
 - A block threshold for the violation labels (report_sale, false_ad): the lowest probability at
-  which validation precision reaches `block_precision`. Below it but above the flag threshold, a
-  listing goes to review.
+  which validation precision reaches `block_precision` *at a realistic prevalence*: ordinary
+  listings are weighted so that positives make up `block_prevalence` of the weighted rows. That
+  puts block above the flag cut wherever ordinary listings score near it, which opens a review
+  band between the two. Below block but above flag, a listing goes to review.
 """
 from __future__ import annotations
 
@@ -33,19 +37,42 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(result.x))
 
 
-def threshold_for_precision(y: np.ndarray, scores: np.ndarray, precision: float) -> float | None:
-    """Lowest threshold whose precision on (y, scores) is at least `precision`; None if none is."""
+def threshold_for_precision(y: np.ndarray, scores: np.ndarray, precision: float,
+                            sample_weight: np.ndarray | None = None) -> float | None:
+    """Lowest threshold whose (weighted) precision on (y, scores) is at least `precision` and stays
+    so for every higher threshold; None if none is."""
     from sklearn.metrics import precision_recall_curve
 
-    p, _, thresholds = precision_recall_curve(y, scores)
-    ok = np.where(p[:-1] >= precision)[0]
-    return float(thresholds[ok[0]]) if len(ok) else None
+    p, _, thresholds = precision_recall_curve(y, scores, sample_weight=sample_weight)
+    bad = np.where(p[:-1] < precision)[0]
+    start = bad[-1] + 1 if len(bad) else 0
+    return float(thresholds[start]) if start < len(thresholds) else None
 
 
-def calibrate(val_logits: np.ndarray, val_labels: np.ndarray, config: dict) -> dict:
-    """Temperatures, flag thresholds and block thresholds, as stored in bundle.json."""
+def ordinary_cut(scores: np.ndarray, max_rate: float) -> float:
+    """The lowest cut that leaves at most `max_rate` of these (ordinary) scores at or above it:
+    just above the (k+1)-th highest score, k = floor(max_rate * n). The 1e-6 step survives the
+    float32 the scorer compares in.
+
+    >>> round(ordinary_cut(np.array([0.1, 0.2, 0.9, 0.3]), 0.25), 6)
+    0.300001
+    >>> ordinary_cut(np.array([0.1, 0.2]), 1.0)
+    0.0
+    """
+    allowed = int(np.floor(max_rate * len(scores) + 1e-9))
+    if allowed >= len(scores):
+        return 0.0
+    return float(min(1.0, np.sort(scores)[::-1][allowed] + 1e-6))
+
+
+def calibrate(val_logits: np.ndarray, val_labels: np.ndarray, config: dict, ordinary: np.ndarray | None = None) -> dict:
+    """Temperatures, flag thresholds and block thresholds, as stored in bundle.json.
+
+    `ordinary` marks the validation rows that are ordinary listings (data/background): they bound
+    the flag cuts and weight the block cuts to a realistic prevalence."""
     cfg = config["thresholds"]
-    temperature, thresholds, block = {}, {}, {}
+    ordinary = np.zeros(len(val_labels), dtype=bool) if ordinary is None else np.asarray(ordinary, dtype=bool)
+    temperature, thresholds, block, ordinary_rate = {}, {}, {}, {}
     for k, name in enumerate(MODEL_LABELS):
         y = val_labels[:, k]
         t = fit_temperature(val_logits[:, k], y)
@@ -56,11 +83,29 @@ def calibrate(val_logits: np.ndarray, val_labels: np.ndarray, config: dict) -> d
             thresholds[name] = thr if thr is not None else best_f1_threshold(y, probs)
         else:
             thresholds[name] = best_f1_threshold(y, probs)
+        limit = (cfg.get("max_ordinary_rate") or {}).get(name)
+        if ordinary.any() and limit is not None:
+            thresholds[name] = max(thresholds[name], ordinary_cut(probs[ordinary], limit))
+            ordinary_rate[name] = float((probs[ordinary] >= thresholds[name]).mean())
         if name in (REPORT_SALE.name, FALSE_AD.name):
-            thr = threshold_for_precision(y, probs, cfg["block_precision"])
+            weight = _prevalence_weights(y, ordinary, cfg.get("block_prevalence"))
+            thr = threshold_for_precision(y, probs, cfg["block_precision"], weight)
             # never block below the flag threshold; if no threshold is precise enough, block nothing
             block[name] = max(thr, thresholds[name]) if thr is not None else 1.01
-    return {"temperature": temperature, "thresholds": thresholds, "decision": {"block": block}}
+    out = {"temperature": temperature, "thresholds": thresholds, "decision": {"block": block}}
+    if ordinary_rate:
+        out["validation_ordinary_rate"] = ordinary_rate
+    return out
+
+
+def _prevalence_weights(y: np.ndarray, ordinary: np.ndarray, prevalence: float | None) -> np.ndarray | None:
+    """Weights that make the positives `prevalence` of the weighted rows, by up-weighting the
+    ordinary listings (labelled negatives keep weight 1); None without ordinary rows."""
+    if not prevalence or not ordinary.any() or not y.any():
+        return None
+    weight = np.ones(len(y))
+    weight[ordinary] = y.sum() * (1 - prevalence) / (prevalence * ordinary.sum())
+    return weight
 
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -15,15 +15,17 @@ from reportguard.core.columns import REPO_ROOT
 DEFAULTS: dict = {
     "name": "listings",
     "backbone": {"path": None, "provision": None, "tiny": None},
-    "data": {"dir": "data/labelled", "extra_train": []},
+    "data": {"dir": "data/labelled", "extra_train": [], "background_dir": "data/background", "real_dir": "data/real",
+             "probes_dir": "data/probes", "external_dir": "data/external", "background_max_train": None},
     "model": {"max_length": 128, "head_share": 0.75, "freeze_word_embeddings": False},
     "training": {"epochs": 4, "batch_size": 16, "eval_batch_size": 64, "learning_rate": 5e-5,
                  "weight_decay": 0.01, "warmup": 0.1, "early_stopping_patience": 2, "seed": 42,
                  "augment_probability": 0.3, "pos_weight_power": 0.5, "max_steps": -1, "threads": None},
-    "thresholds": {"strategy": "max_f1", "target_precision": 0.9, "block_precision": 0.95},
+    "thresholds": {"strategy": "max_f1", "target_precision": 0.9, "block_precision": 0.95, "block_prevalence": None,
+                   "max_ordinary_rate": None},
     "export": {"quantize": True, "optimize": True, "max_f1_drop": 0.005, "min_agreement": 0.995},
     "mlflow": {"experiment": "reportguard", "registered_model": "reportguard-listings"},
-    "output": {"models_dir": "models", "reports_dir": "reports", "promote": True},
+    "output": {"models_dir": "models", "reports_dir": "reports", "promote": True, "evaluate": True},
 }
 
 

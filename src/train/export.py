@@ -24,7 +24,7 @@ import torch
 
 from reportguard.core.labels import MODEL_LABELS
 from reportguard.core.normalize import NORMALIZER_VERSION
-from reportguard.serve.bundle import FORMAT, decision_cuts, near_a_cut, sha256_file
+from reportguard.serve.bundle import FORMAT, decision_cuts, near_a_cut, seal, sha256_file, validate_thresholds
 
 INT8_FLAVOURS = {
     # name: (weight type, per_channel, reduce_range, matmul classes kept in fp32)
@@ -216,6 +216,10 @@ def write_bundle(out: Path, *, chosen_onnx: Path, fp32_onnx: Path, tokenizer, hf
         "training_data_sha256": data_hash,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    # Refuse to ship thresholds the scorer would refuse; then seal: the hash of every file, and a
+    # content hash over bundle.json itself (serve/bundle.py), so that any later edit is detected.
+    validate_thresholds(tmp / "bundle.json", meta["thresholds"], meta["decision"]["block"], meta["temperature"])
+    meta = seal(meta, tmp)
     (tmp / "bundle.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)

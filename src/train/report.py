@@ -35,48 +35,95 @@ def _combo(vector) -> str:
     return "+".join(x for x, v in zip(MODEL_LABELS, vector) if v) or "clean"
 
 
-def plot_reliability(path: Path, probs_before: np.ndarray, probs_after: np.ndarray, labels: np.ndarray) -> Path:
+def backbone_text(source) -> str:
+    """The backbone in words, whether provenance recorded a path or a package record."""
+    if isinstance(source, dict):
+        return f"{source.get('package')} {source.get('version')} ({source.get('file')}, {source.get('licence')})"
+    return str(source)
+
+
+def long_listing_coverage(tokenizer, rows: list[dict], spec) -> dict:
+    """How much of a long listing the model sees, and where its violation sits.
+
+    For rows longer than one window: the share of their tokens that head+tail encoding keeps
+    (windows keep all), and for labelled rows the position of the first lexicon phrase hit
+    (a proxy for where the violation sits) in thirds of the text, and whether head+tail keeps it."""
+    from reportguard.core.encoding import head_tail
+    from reportguard.core.normalize import listing_text
+    from reportguard.core.phrases import find_phrases
+
+    long_rows, seen_share, where, kept = 0, [], Counter(), Counter()
+    for r in rows:
+        text = listing_text(r["title"], r["description"])
+        enc = tokenizer.encode(text, add_special_tokens=False)
+        if len(enc.ids) <= spec.budget:
+            continue
+        long_rows += 1
+        seen_share.append(spec.budget / len(enc.ids))
+        hits = find_phrases(text) if r["labels"] else []
+        if not hits:
+            continue
+        first = min(h.start for h in hits)
+        where[("head", "middle", "tail")[min(2, 3 * first // max(len(text), 1))]] += 1
+        kept_ids = set(range(len(enc.ids))) if len(enc.ids) <= spec.budget else \
+            set(head_tail(list(range(len(enc.ids))), spec.budget, spec.head_share))
+        token = next((k for k, (s, e) in enumerate(enc.offsets) if s <= first < e), 0)
+        kept["kept" if token in kept_ids else "cut"] += 1
+    return {"long_rows": long_rows, "rows": len(rows),
+            "head_tail_token_share_median": float(np.median(seen_share)) if seen_share else None,
+            "violation_position": dict(where), "head_tail_would_keep_it": dict(kept),
+            "long_text": spec.long_text}
+
+
+def plot_reliability(path: Path, labels: np.ndarray, curves: dict[str, np.ndarray], bins: int = 10) -> Path:
+    """Observed frequency against mean predicted probability per bin, one panel per label and one
+    line per entry of `curves` (e.g. raw and temperature-scaled); the last curve's points carry the
+    number of listings in their bin, since a bin of three says little."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(MODEL_LABELS), figsize=(4 * len(MODEL_LABELS), 4))
+    fig, axes = plt.subplots(1, len(MODEL_LABELS), figsize=(4.2 * len(MODEL_LABELS), 4))
     for k, (ax, name) in enumerate(zip(axes, MODEL_LABELS)):
         ax.plot([0, 1], [0, 1], "k--", lw=1)
-        for probs, style, tag in ((probs_before, "o-", "raw"), (probs_after, "s-", "temperature-scaled")):
-            mean_p, freq, _ = reliability(probs[:, k], labels[:, k])
-            ece = expected_calibration_error(probs[:, k], labels[:, k])
-            ax.plot(mean_p, freq, style, label=f"{tag} (ECE {ece:.3f})")
+        for n, (tag, probs) in enumerate(curves.items()):
+            mean_p, freq, count = reliability(probs[:, k], labels[:, k], bins)
+            ece = expected_calibration_error(probs[:, k], labels[:, k], bins)
+            ax.plot(mean_p, freq, "os"[n % 2] + "-", label=f"{tag} (ECE {ece:.3f})")
+            if n == len(curves) - 1:
+                for x, f, c in zip(mean_p, freq, count):
+                    if c:
+                        ax.annotate(f"n={c}", (x, f), textcoords="offset points", xytext=(3, -10), fontsize=7)
         ax.set_title(name)
-        ax.set_xlabel("predicted probability")
+        ax.set_xlabel("mean predicted probability")
         ax.set_ylabel("observed frequency")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
-def plot_pr_curves(path: Path, probs: np.ndarray, labels: np.ndarray, baseline_probs: np.ndarray | None = None) -> Path:
+def plot_pr_curves(path: Path, labels: np.ndarray, curves: dict[str, np.ndarray]) -> Path:
+    """Precision-recall per label, one line per system in `curves` (name -> probabilities)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve
 
-    fig, axes = plt.subplots(1, len(MODEL_LABELS), figsize=(4 * len(MODEL_LABELS), 4))
+    fig, axes = plt.subplots(1, len(MODEL_LABELS), figsize=(4.2 * len(MODEL_LABELS), 4))
     for k, (ax, name) in enumerate(zip(axes, MODEL_LABELS)):
-        p, r, _ = precision_recall_curve(labels[:, k], probs[:, k])
-        ax.plot(r, p, label="model")
-        if baseline_probs is not None:
-            p, r, _ = precision_recall_curve(labels[:, k], baseline_probs[:, k])
-            ax.plot(r, p, "--", label="tf-idf baseline")
-        ax.set_title(name)
+        for n, (system, probs) in enumerate(curves.items()):
+            if labels[:, k].any():
+                p, r, _ = precision_recall_curve(labels[:, k], probs[:, k])
+                ax.plot(r, p, "-" if n == 0 else "--", label=system)
+        ax.set_title(f"{name} ({int(labels[:, k].sum())} positives / {len(labels)})", fontsize=9)
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
-        ax.set_ylim(0.5, 1.01)
+        ax.set_ylim(0, 1.02)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
@@ -84,10 +131,11 @@ def plot_pr_curves(path: Path, probs: np.ndarray, labels: np.ndarray, baseline_p
 def render(summary: dict) -> str:
     test, base = summary["test"], summary["baselines"]
     lines = [f"# Training report: {summary['model_version']}", "",
-             f"Config `{summary['config_file']}`; backbone `{summary['backbone']}`; training data sha256 "
+             f"Config `{summary['config_file']}`; backbone {backbone_text(summary['backbone'])}; training data sha256 "
              f"`{summary['data_hash'][:16]}`; {summary['train_rows']} train / {summary['validation_rows']} validation / "
-             f"{summary['test_rows']} test rows; max_length {summary['max_length']} tokens "
-             f"({summary['truncated_share']:.1%} of train listings longer, encoded head+tail); "
+             f"{summary['test_rows']} test rows (the test split is whole writers never seen in training); max_length "
+             f"{summary['max_length']} tokens ({summary['truncated_share']:.1%} of train listings longer, encoded "
+             f"{'in overlapping windows, scored by the maximum over them' if summary.get('long_text') == 'windows' else 'head+tail'}); "
              f"training {summary['train_seconds'] / 60:.1f} min; shipped precision **{summary['precision']}** "
              f"({summary['precision_reason']}).", "",
              "## Test split (held out: never used for training, calibration or thresholds)", "",
@@ -121,6 +169,14 @@ def render(summary: dict) -> str:
         share = f"{r['fallback_share']['test']:.1%}" if "fallback_share" in r else "–"
         lines.append(f"| {name} | {r['test']['macro_f1']:.4f} | {r['validation']['label_set_agreement']:.4f} / {r['test']['label_set_agreement']:.4f} | "
                      f"{r['test']['max_abs_prob_diff']:.4f} | {share} | {r.get('estimated_test_seconds', r['test_seconds']):.1f} |")
+    cov = summary.get("long_listings")
+    if cov:
+        lines += ["", "## Long listings", "",
+                  f"{cov['long_rows']} of {cov['rows']} validation and test rows are longer than one window. Head+tail would "
+                  f"keep a median {(cov['head_tail_token_share_median'] or 0):.0%} of their tokens; windows keep all of them. "
+                  f"Where the first lexicon phrase of a labelled long row sits (thirds of the text): "
+                  f"{', '.join(f'{k} {v}' for k, v in cov['violation_position'].items()) or 'none'}; head+tail would keep "
+                  f"that phrase in {cov['head_tail_would_keep_it'].get('kept', 0)} and cut it in {cov['head_tail_would_keep_it'].get('cut', 0)}."]
     lines += ["", "## Test slices", "",
               "Exact match: the whole label set right. False alarms: rows given a label they don't have. "
               "Macro-F1 over the labels present in the slice (none for all-clean slices).", "",
