@@ -49,7 +49,7 @@ def test_import_takedowns_maps_reason_codes_and_rejects_unknown_ones(tmp_path):
     rejects = [json.loads(l) for l in Path(f"{out_file}.rejects.jsonl").read_text(encoding="utf-8").splitlines()]
     assert {r["line"]: r["reason"] for r in rejects} == {
         4: "unknown takedown reason code 'NOT_A_CODE'; add it to " + str(ROOT / "configs" / "takedown_reasons.yaml"),
-        5: "empty title",
+        5: "no text",
     }
 
 

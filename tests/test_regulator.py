@@ -1,5 +1,6 @@
-"""The regulator's table and report page: counts with known answers (verdicts included), file outputs,
-escaping of hostile listing text, defensive precision reading, and the page in a real browser."""
+"""The report's detailed table (附：明细) and page: counts with known answers (verdicts included), file
+outputs, escaping of hostile listing text, defensive precision reading, and the page in a real browser.
+The notice's form itself (table.csv, the first sheet) is tested in test_report_form.py."""
 import argparse
 import csv
 import json
@@ -10,8 +11,13 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from reportguard.serve.regulator import (HEADER, MIXED, MODEL, TITLE_ZH, add_report_command, campaign_table, clip, highlight,
-                                         make_report, read_precision, read_verdicts, spans_for, tally_run)
+from reportguard.serve.report import add_report_command, make_report, read_precision, read_verdicts, tally_run
+from reportguard.serve.report.detail import HEADER, MIXED, MODEL
+from reportguard.serve.report.detail import TITLE_ZH as DETAIL_TITLE
+from reportguard.serve.report.detail import detail_table
+from reportguard.serve.report.form import TITLE as FORM_TITLE
+from reportguard.serve.report.page import highlight
+from reportguard.serve.report.tally import clip, spans_for
 
 from test_sellers import ROOT, ROWS, listing, write_csv_run, write_jsonl
 
@@ -40,7 +46,7 @@ def by_zh(table) -> dict:
 def test_table_with_verdicts_has_known_answers(tmp_path):
     verdicts = read_verdicts(write_jsonl(tmp_path / "verdicts.jsonl", VERDICTS))
     t = tally_run(hand_run(tmp_path), verdicts)
-    table = campaign_table(t, with_verdicts=True)
+    table = detail_table(t, with_verdicts=True)
     got = by_zh(table)
     # (total, reviewer-confirmed, model-only); None where the split does not apply
     assert got["检查平台数"] == (3, None, None)
@@ -70,7 +76,7 @@ def test_table_with_verdicts_has_known_answers(tmp_path):
 
 
 def test_without_verdicts_every_label_count_is_model_only(tmp_path):
-    table = campaign_table(tally_run(hand_run(tmp_path)), with_verdicts=False)
+    table = detail_table(tally_run(hand_run(tmp_path)), with_verdicts=False)
     got = by_zh(table)
     assert got["发现问题条目数"] == (4, None, 4)  # r1, r3, r5, r6: the model's flags, r1 included
     assert got["买卖/伪造检验检测报告：条目数"] == (2, None, 2)
@@ -82,8 +88,8 @@ def test_without_verdicts_every_label_count_is_model_only(tmp_path):
 
 def test_csv_run_with_pipe_labels_gives_the_same_table(tmp_path):
     verdicts = read_verdicts(write_jsonl(tmp_path / "verdicts.jsonl", VERDICTS))
-    from_jsonl = campaign_table(tally_run(hand_run(tmp_path), verdicts), True)
-    from_csv = campaign_table(tally_run(hand_run(tmp_path, "csv"), verdicts), True)
+    from_jsonl = detail_table(tally_run(hand_run(tmp_path), verdicts), True)
+    from_csv = detail_table(tally_run(hand_run(tmp_path, "csv"), verdicts), True)
     assert [r.cells() for r in from_csv] == [r.cells() for r in from_jsonl]
 
 
@@ -116,19 +122,20 @@ def test_files_are_written_and_parse(tmp_path):
     assert (out / "table.csv").read_bytes().startswith(b"\xef\xbb\xbf")
     with open(out / "table.csv", encoding="utf-8-sig", newline="") as fh:
         rows = list(csv.reader(fh))
-    assert tuple(rows[0]) == HEADER and len(rows) == 19
-    assert rows[4][2:7] == ["发现问题经营者数", "Sellers with problems found (to be handled)", "3", "2", "1"]
-    assert rows[1][5:7] == ["", ""]  # no split for input-data rows
+    assert rows[0][0] == FORM_TITLE  # the form; its layout is test_report_form.py's
 
     wb = load_workbook(out / "table.xlsx")
-    ws = wb["统计表"]
-    assert ws["A1"].value == TITLE_ZH
+    assert wb.sheetnames == ["统计表", DETAIL_TITLE, "精确率 precision"]  # the detailed table moved to the second sheet
+    ws = wb[DETAIL_TITLE]
+    assert ws["A1"].value == DETAIL_TITLE
     values = [[c.value for c in row] for row in ws.iter_rows()]
     assert ["填报期间 Period", None, "2026年11月"] == values[1][:3]
     assert values[2][2] == "hand-1"
     header_at = next(k for k, row in enumerate(values) if row[0] == HEADER[0])
     assert tuple(values[header_at]) == HEADER
     assert values[header_at + 4][2:7] == ["发现问题经营者数", "Sellers with problems found (to be handled)", 3, 2, 1]
+    assert values[header_at + 1][5:7] == [None, None]  # no split for input-data rows
+    assert len([row for row in values[header_at + 1:] if row[0] is not None]) == 18
     assert ws.column_dimensions["C"].width > 20
     assert wb["精确率 precision"]["C2"].value == 0.9
 
@@ -151,7 +158,7 @@ def hostile_rows() -> list[dict]:
 
 def test_hostile_text_is_escaped_everywhere(tmp_path):
     run = write_jsonl(tmp_path / "run.jsonl", hostile_rows())
-    result = make_report(run, out_dir=tmp_path / "out", period=f"{PAYLOAD}期间")
+    result = make_report(run, out_dir=tmp_path / "out", period=f"{PAYLOAD}期间", unit=f"={ATTRIBUTE}{PAYLOAD}")
     page = result["paths"]["html"].read_text(encoding="utf-8")
     assert PAYLOAD not in page and "<script" not in page
     assert ATTRIBUTE not in page and 'onmouseover="' not in page
@@ -159,9 +166,15 @@ def test_hostile_text_is_escaped_everywhere(tmp_path):
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page
     # highlights wrap escaped pieces: the false_ad span contains the payload, shown as text
     assert '<mark class="ev ev-false_ad" title="虚假广告宣传 false_ad">&lt;script&gt;' in page
-    # the XLSX keeps a formula-looking period as text
-    ws = load_workbook(result["paths"]["xlsx"])["统计表"]
-    assert ws["C2"].value == f"{PAYLOAD}期间" and ws["C2"].data_type == "s"
+    # the XLSX keeps a formula-looking unit as text, on the form and the detail sheet alike
+    wb = load_workbook(result["paths"]["xlsx"])
+    form = wb["统计表"]
+    assert form["B2"].value == f"={ATTRIBUTE}{PAYLOAD}" and form["B2"].data_type == "s"
+    assert form["B3"].value == f"{PAYLOAD}期间"
+    assert wb[DETAIL_TITLE]["C2"].value == f"{PAYLOAD}期间" and wb[DETAIL_TITLE]["C2"].data_type == "s"
+    # and the CSV defuses it for Excel
+    with open(result["paths"]["csv"], encoding="utf-8-sig", newline="") as fh:
+        assert list(csv.reader(fh))[1] == ["填报单位", f"'={ATTRIBUTE}{PAYLOAD}"]
 
 
 def test_highlight_cuts_then_escapes():
@@ -257,8 +270,11 @@ def test_page_in_headless_chromium(tmp_path):
     driver = browser()
     try:
         driver.get(result["paths"]["html"].resolve().as_uri())
-        table = driver.find_element(By.ID, "campaign-table")
-        assert table.is_displayed() and table.size["width"] > 800
+        form = driver.find_element(By.ID, "form-table")
+        assert form.is_displayed() and form.size["width"] > 800
+        assert len(form.find_elements(By.CSS_SELECTOR, "tbody tr")) == 5 and "涉及网络交易平台" in form.text
+        table = driver.find_element(By.ID, "detail-table")
+        assert table.is_displayed() and table.location["y"] > form.location["y"]  # the form comes first
         assert "发现问题经营者数" in table.text and len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) >= 18
         for card in driver.find_elements(By.CSS_SELECTOR, ".card .title")[:2]:
             ActionChains(driver).move_to_element(card).perform()  # an injected onmouseover would fire here

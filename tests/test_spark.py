@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from reportguard.core.records import InputError
-from reportguard.serve.bundle import sha256_file
+from reportguard.serve.bundle import seal_bundle, sha256_file
 from reportguard.serve.outputs import read_run
 from reportguard.serve.score import ScoreOptions, score
 
@@ -64,6 +64,7 @@ def fp32_bundle(tiny_bundle, tmp_path_factory) -> Path:
         meta["files"]["model.onnx"] = sha256_file(dst / "model.onnx")
         meta["precision"] = "fp32"
         (dst / "bundle.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+    seal_bundle(dst)  # an edited bundle.json must be re-sealed, or it refuses to load
     return dst
 
 
@@ -200,6 +201,6 @@ def test_cli_score_engine_spark(spark, fp32_bundle, tmp_path, capsys):
     sample = str(ROOT / "data" / "sample" / "platform_export.csv")
     assert main(["score", "--engine", "spark", "--master", "local[2]", sample, "--output", str(out),
                  "--model", str(fp32_bundle), "--threads", "1", "--quiet"]) == 0
-    assert "512 rows in, 509 scored, 3 rejected" in capsys.readouterr().out
+    assert "512 rows in, 510 scored, 2 rejected" in capsys.readouterr().out  # the row with no title has a description
     score([sample], tmp_path / "local.parquet", opts(fp32_bundle))
     assert_same_rows(read_spark_run(out), read_run(tmp_path / "local.parquet"))

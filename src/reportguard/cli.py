@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_score)
 
     from reportguard.review.cli import add_review_commands
-    from reportguard.serve.regulator import add_report_command
+    from reportguard.serve.report import add_report_command
     from reportguard.serve.sellers import add_sellers_command
     add_sellers_command(sub)
     add_report_command(sub)

@@ -16,10 +16,16 @@ no inline script, and a Content-Security-Policy forbids any, so even a missed es
 run. Errors show a generic page with a request id; the traceback goes to the server log only.
 Reviewers never see each other's verdicts on the review page (independent double review);
 adjudicators see them all.
+
+Hostile requests: under --local-only only the exact loopback Host names on the served port get an
+answer, and a foreign Origin is refused on every method (auth.py says why); logins are throttled,
+sessions are revoked on logout; positions in paths and queries are checked before they reach the
+database (MAX_POSITION); cookies are Secure over HTTPS and with `behind_tls`.
 """
 from __future__ import annotations
 
 import logging
+import math
 import re
 import secrets
 import uuid
@@ -37,7 +43,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from reportguard.core.labels import BY_NAME, MODEL_LABELS
 
 from .agreement import agreement, disagreements, final_labels
-from .auth import LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Auth, AuthError, Reviewer, host_name, is_loopback
+from .auth import (LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Auth, AuthError, LoginThrottled, Reviewer,
+                   local_host_allowed, same_origin)
 from .highlight import highlight
 from .queue import REVIEW_LABELS
 from .runs import row_field, shop_of
@@ -48,6 +55,10 @@ log = logging.getLogger("reportguard.review")
 QUEUE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
        "base-uri 'none'; frame-ancestors 'none'")
+#: Largest item position (and `after`) a URL may name: the items table's INTEGER column is 32-bit on
+#: PostgreSQL, and SQLite raises OverflowError past 2**63, so a bigger number never reaches a query.
+MAX_POSITION = 2**31 - 1
+CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
 #: Keys for the label toggles, in REVIEW_LABELS (severity) order.
 LABEL_KEYS = dict(zip(REVIEW_LABELS, "1234"))
 
@@ -74,7 +85,9 @@ def make_templates() -> Environment:
     return env
 
 
-def create_app(store: Store, auth: Auth) -> FastAPI:
+def create_app(store: Store, auth: Auth, behind_tls: bool = False) -> FastAPI:
+    """The app. `behind_tls`: a TLS-terminating proxy is in front, so cookies are Secure even though
+    the proxy may reach us over plain HTTP (over HTTPS they are Secure anyway)."""
     app = FastAPI(title="reportguard review", docs_url=None, redoc_url=None, openapi_url=None)
     templates = make_templates()
     app.state.store, app.state.auth = store, auth
@@ -85,14 +98,18 @@ def create_app(store: Store, auth: Auth) -> FastAPI:
         context.setdefault("csrf", "")
         return HTMLResponse(templates.get_template(name).render(request=request, **context), status_code=status)
 
+    def cookie_options(request: Request) -> dict:
+        return {"httponly": True, "samesite": "strict", "secure": behind_tls or request.url.scheme == "https"}
+
     # -- middleware: host check, security headers, no tracebacks --------------------------------
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
         request_id = uuid.uuid4().hex[:12]
-        if auth.local_only and not is_loopback(host_name(request.headers.get("host", ""))):
-            response = PlainTextResponse("local-only mode: use http://127.0.0.1 or http://localhost", status_code=421)
-        elif request.method == "POST" and not _same_origin(request):
+        if auth.local_only and not _local_host(request):
+            response = PlainTextResponse("local-only mode: use http://127.0.0.1:PORT, http://localhost:PORT or "
+                                         "http://[::1]:PORT, with the port the server runs on", status_code=421)
+        elif not _same_origin(request, strict=auth.local_only):
             response = render(request, "error.html", 403, title="Forbidden",
                               message="This form was sent from another site.", request_id=request_id)
         else:
@@ -141,8 +158,8 @@ def create_app(store: Store, auth: Auth) -> FastAPI:
             raise HTTPException(404)
         return header
 
-    def item_or_404(queue_id: str, position: int) -> Item:
-        item = store.item(queue_id, position)
+    def item_or_404(queue_id: str, position: str) -> Item:
+        item = store.item(queue_id, _position(position))
         if item is None:
             raise HTTPException(404)
         return item
@@ -154,7 +171,7 @@ def create_app(store: Store, auth: Auth) -> FastAPI:
         nonce = secrets.token_urlsafe(16)
         response = render(request, "login.html", local_only=auth.local_only, login_csrf=nonce,
                           error="Login failed." if error else "", reviewer=None)
-        response.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="strict", max_age=600)
+        response.set_cookie(LOGIN_COOKIE, nonce, max_age=600, **cookie_options(request))
         return response
 
     @app.post("/login")
@@ -164,22 +181,29 @@ def create_app(store: Store, auth: Auth) -> FastAPI:
         if not cookie or not secrets.compare_digest(cookie, csrf):
             raise HTTPException(403, detail="The login form expired. Reload the page and try again.")
         try:
-            who = auth.login(name=name, token=token)
+            who = auth.login(name=name, token=token, client=request.client.host if request.client else "unknown")
+        except LoginThrottled as exc:
+            response = render(request, "login.html", 429, local_only=auth.local_only, login_csrf=cookie,
+                              error=str(exc), reviewer=None)
+            response.headers["Retry-After"] = str(math.ceil(exc.seconds))
+            return response
         except AuthError as exc:
             return render(request, "login.html", 401, local_only=auth.local_only, login_csrf=cookie,
                           error=str(exc), reviewer=None)
         log.info("login: %s (%s)", who.name, who.role)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(SESSION_COOKIE, auth.session_cookie(who), httponly=True, samesite="strict",
-                            max_age=SESSION_SECONDS)
-        response.delete_cookie(LOGIN_COOKIE)
+        response.set_cookie(SESSION_COOKIE, auth.start_session(who), max_age=SESSION_SECONDS,
+                            **cookie_options(request))
+        response.delete_cookie(LOGIN_COOKIE, **cookie_options(request))
         return response
 
     @app.post("/logout")
     def logout(request: Request, who: Who, csrf: Annotated[str, Form()] = ""):
         csrf_checked(request, who, csrf)
+        auth.end_session(request.cookies.get(SESSION_COOKIE))  # a copy of the cookie is dead from now on
+        log.info("logout: %s", who.name)
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(SESSION_COOKIE)
+        response.delete_cookie(SESSION_COOKIE, **cookie_options(request))
         return response
 
     @app.get("/healthz", response_class=PlainTextResponse)
@@ -196,9 +220,9 @@ def create_app(store: Store, auth: Auth) -> FastAPI:
         return render(request, "queues.html", queues=queues, csrf=auth.csrf_token(who))
 
     @app.get("/q/{queue_id}")
-    def next_item(request: Request, who: Who, queue_id: str, after: int = -1):
+    def next_item(request: Request, who: Who, queue_id: str, after: str = "-1"):
         queue_or_404(queue_id)
-        position = store.next_unreviewed(queue_id, who.name, after)
+        position = store.next_unreviewed(queue_id, who.name, _position(after, low=-1))
         if position is None:
             return RedirectResponse(f"/q/{queue_id}/done", status_code=303)
         return RedirectResponse(f"/q/{queue_id}/{position}", status_code=303)
@@ -217,16 +241,16 @@ def create_app(store: Store, auth: Auth) -> FastAPI:
                       disagreements=disagreements(by_item), csrf=auth.csrf_token(who))
 
     @app.get("/q/{queue_id}/{position}", response_class=HTMLResponse)
-    def item_page(request: Request, who: Who, queue_id: str, position: int):
+    def item_page(request: Request, who: Who, queue_id: str, position: str):
         header = queue_or_404(queue_id)
         item = item_or_404(queue_id, position)
-        mine = store.verdict(queue_id, position, who.name)
+        mine = store.verdict(queue_id, item.position, who.name)
         checked = mine["labels"] if mine else item.predicted
         return render(request, "item.html", **_item_context(store, header, item, who), verdict=mine,
                       checked=checked, csrf=auth.csrf_token(who), mode="review")
 
     @app.post("/q/{queue_id}/{position}")
-    def save(request: Request, who: Who, queue_id: str, position: int, csrf: Annotated[str, Form()] = "",
+    def save(request: Request, who: Who, queue_id: str, position: str, csrf: Annotated[str, Form()] = "",
              label: Annotated[list[str], Form()] = [], comment: Annotated[str, Form()] = "",
              action: Annotated[str, Form()] = "save"):
         csrf_checked(request, who, csrf)
@@ -234,18 +258,18 @@ def create_app(store: Store, auth: Auth) -> FastAPI:
         item = item_or_404(queue_id, position)
         labels = _labels_for(action, label, item)
         try:
-            store.save_verdict(queue_id, position, who.name, labels, comment, role="review", source="web")
+            store.save_verdict(queue_id, item.position, who.name, labels, comment, role="review", source="web")
         except ValueError as exc:
             raise HTTPException(400, detail=str(exc)) from None
-        return RedirectResponse(f"/q/{queue_id}?after={position}", status_code=303)
+        return RedirectResponse(f"/q/{queue_id}?after={item.position}", status_code=303)
 
     @app.get("/q/{queue_id}/{position}/adjudicate", response_class=HTMLResponse)
-    def adjudicate_page(request: Request, who: Who, queue_id: str, position: int):
+    def adjudicate_page(request: Request, who: Who, queue_id: str, position: str):
         if not who.can_adjudicate:
             raise HTTPException(403, detail="Adjudication needs the adjudicator role (third column of the tokens file).")
         header = queue_or_404(queue_id)
         item = item_or_404(queue_id, position)
-        roles = store.verdicts_by_item(queue_id).get(position, {"review": [], "adjudication": []})
+        roles = store.verdicts_by_item(queue_id).get(item.position, {"review": [], "adjudication": []})
         reviews = roles["review"]
         mine = next((v for v in roles["adjudication"] if v["reviewer"] == who.name), None)
         agreed = [x for x in REVIEW_LABELS if reviews and all(x in v["labels"] for v in reviews)]
@@ -255,7 +279,7 @@ def create_app(store: Store, auth: Auth) -> FastAPI:
                       csrf=auth.csrf_token(who), mode="adjudicate")
 
     @app.post("/q/{queue_id}/{position}/adjudicate")
-    def adjudicate(request: Request, who: Who, queue_id: str, position: int, csrf: Annotated[str, Form()] = "",
+    def adjudicate(request: Request, who: Who, queue_id: str, position: str, csrf: Annotated[str, Form()] = "",
                    label: Annotated[list[str], Form()] = [], comment: Annotated[str, Form()] = "",
                    action: Annotated[str, Form()] = "save"):
         csrf_checked(request, who, csrf)
@@ -264,7 +288,7 @@ def create_app(store: Store, auth: Auth) -> FastAPI:
         queue_or_404(queue_id)
         item = item_or_404(queue_id, position)
         try:
-            store.save_verdict(queue_id, position, who.name, _labels_for(action, label, item), comment,
+            store.save_verdict(queue_id, item.position, who.name, _labels_for(action, label, item), comment,
                                role="adjudication", source="web")
         except ValueError as exc:
             raise HTTPException(400, detail=str(exc)) from None
@@ -309,11 +333,43 @@ def _item_context(store: Store, header: dict, item: Item, who: Reviewer) -> dict
     }
 
 
-def _same_origin(request: Request) -> bool:
-    """False only when the browser says the request came from another origin."""
+def _position(text: str, low: int = 0) -> int:
+    """A position (or `after`) from a URL: 400 when it is not a number, 404 when it cannot name an item.
+
+    Out of range (negative, or past MAX_POSITION: "99999999999999999999999" used to reach SQLite and
+    give a 500) and other spellings of a number ("+1", "06", "1_0", full-width digits) are 404: there
+    is no page at that address.
+    """
+    if not text.strip().lstrip("+-").replace("_", "").isdecimal():
+        raise HTTPException(400, detail="The request was not understood.")
+    # The length test first: int() of a 5,000-digit string raises (Python's digit limit).
+    if not CANONICAL_INT.fullmatch(text) or len(text) > len(str(MAX_POSITION)) or not low <= int(text) <= MAX_POSITION:
+        raise HTTPException(404)
+    return int(text)
+
+
+def _local_host(request: Request) -> bool:
+    """Under --local-only: the Host header names a loopback name on the port the server listens on."""
+    server = request.scope.get("server")
+    port = server[1] if server and len(server) > 1 else None
+    return local_host_allowed(request.headers.get("host", ""), request.url.scheme, port)
+
+
+def _same_origin(request: Request, strict: bool) -> bool:
+    """False when the browser says the request came from another origin.
+
+    Browsers send Origin with every POST and with scripted cross-origin reads. Without strict, only
+    POSTs are checked and only host:port is compared (a TLS proxy may not tell us its scheme). Under
+    --local-only (strict) every request is checked, scheme included: the Host was checked already,
+    so this pins the Origin to the same loopback name and port.
+    """
     origin = request.headers.get("origin")
     if origin is None:
         return True  # not sent by every client; the CSRF token still has to match
+    if strict:
+        return same_origin(origin, request.url.scheme, request.headers.get("host", ""))
+    if request.method != "POST":
+        return True
     if origin == "null":
         return False  # sandboxed frames, data: URLs: never our own page
     return urlsplit(origin).netloc == request.headers.get("host", "")

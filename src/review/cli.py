@@ -3,6 +3,7 @@
     reportguard review queue RUN --size 50 --strategy stratified --out reviews/q1.jsonl
     reportguard review tokens alice bob --adjudicator carol --out reviews/tokens.txt
     reportguard review serve reviews/q1.jsonl --tokens reviews/tokens.txt      # or --local-only
+    reportguard review serve reviews/q1.jsonl --tokens reviews/tokens.txt --behind-tls   # behind nginx/Caddy
     reportguard review export --labelled reviews/labelled.jsonl --precision reviews/precision.json
     reportguard review labelstudio-export reviews/q1.jsonl --out reviews/q1.tasks.json
     reportguard review labelstudio-import export.json --queue reviews/q1.jsonl
@@ -58,26 +59,39 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
-    from .auth import Auth, is_loopback, read_tokens
+    from .auth import LOCAL_BIND_HOSTS, Auth, is_loopback, read_tokens
     from .store import Store, safe_url
 
-    if args.local_only and not is_loopback(args.host):
+    if args.local_only and args.host not in LOCAL_BIND_HOSTS:
+        # Exactly the names the Host check accepts: a browser must be able to reach us by one of them.
         raise ValueError(f"--local-only lets anyone who reaches the server review under any name; "
-                         f"it binds only to a loopback address, not {args.host}. Use --tokens FILE instead.")
+                         f"it binds only to the loopback address 127.0.0.1, localhost or ::1, not {args.host}. "
+                         "Use --tokens FILE instead.")
+    if args.local_only and args.behind_tls:
+        raise ValueError("--behind-tls puts the server on the network through a proxy, where --local-only would let "
+                         "anyone review under any name; use --tokens FILE instead")
     if not args.local_only and not args.tokens:
         raise ValueError("choose how reviewers log in: --tokens FILE (make one with `reportguard review tokens NAME...`) "
                          "or --local-only (this machine only)")
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise ValueError("HTTPS needs both --ssl-certfile and --ssl-keyfile")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin otherwise
     store = Store(args.db)  # runs the migrations
     _load_queues(store, args.queues)
     auth = Auth(tokens=read_tokens(args.tokens) if args.tokens else None, local_only=args.local_only)
-    if not is_loopback(args.host):
-        print(f"warning: serving on {args.host} over plain HTTP; put a TLS proxy in front so tokens are not "
-              "sent in the clear", file=sys.stderr)
-    print(f"verdicts in {safe_url(store.url)}; open http://{args.host}:{args.port}/ "
-          f"({'local-only' if args.local_only else 'token'} login); Ctrl+C stops", file=sys.stderr)
-    uvicorn.run(create_app(store, auth), host=args.host, port=args.port, log_level="info", proxy_headers=False)
+    scheme = "https" if args.ssl_certfile else "http"
+    if not is_loopback(args.host) and scheme == "http" and not args.behind_tls:
+        print(f"warning: serving on {args.host} over plain HTTP; put a TLS proxy in front (--behind-tls) or give "
+              "--ssl-certfile/--ssl-keyfile so tokens are not sent in the clear", file=sys.stderr)
+    shown = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address goes in brackets in a URL
+    where = "behind your TLS proxy" if args.behind_tls else f"open {scheme}://{shown}:{args.port}/"
+    print(f"verdicts in {safe_url(store.url)}; {where} ({'local-only' if args.local_only else 'token'} login); "
+          "Ctrl+C stops", file=sys.stderr)
+    # Behind a proxy, X-Forwarded-For/-Proto are believed from $FORWARDED_ALLOW_IPS only (uvicorn's
+    # default: 127.0.0.1), so the login throttle sees real client addresses; otherwise never.
+    uvicorn.run(create_app(store, auth, behind_tls=args.behind_tls), host=args.host, port=args.port, log_level="info",
+                proxy_headers=args.behind_tls, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
     return 0
 
 
@@ -174,6 +188,12 @@ def add_review_commands(subparsers) -> argparse.ArgumentParser:
     login = p.add_mutually_exclusive_group()
     login.add_argument("--local-only", action="store_true", help="no tokens: reviewers type a name; loopback only")
     login.add_argument("--tokens", default=None, help="reviewer tokens file (`reportguard review tokens`)")
+    p.add_argument("--behind-tls", action="store_true",
+                   help="a TLS-terminating proxy (nginx, Caddy) forwards to this server: cookies get Secure, and "
+                        "X-Forwarded-For/-Proto are trusted from $FORWARDED_ALLOW_IPS (default 127.0.0.1); "
+                        "see src/review/README.md")
+    p.add_argument("--ssl-certfile", default=None, help="serve HTTPS directly with this certificate (PEM)")
+    p.add_argument("--ssl-keyfile", default=None, help="... and this private key (PEM)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("load", help="store queue files in the verdict store without serving")

@@ -74,8 +74,11 @@ from .runs import row_field
 from .store import Store, safe_url
 
 FORMAT = "reportguard-verdicts/1"
-CORPUS_FIELDS = ("listing_id", "platform", "shop_name", "title", "description", "qualification", "labels", "tags")
-EVAL_SPLITS = ("validation", "test")
+CORPUS_FIELDS = ("listing_id", "platform", "shop_name", "title", "description", "qualification", "labels", "tags", "writer")
+EVAL_SPLITS = ("validation", "test", "test_random")
+#: The `writer` of exported verdicts: reviewers are not one of the corpus's writers, so their rows
+#: never fall into the writer-held-out test split by accident.
+REVIEW_WRITER = "review"
 
 
 def wilson(successes: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
@@ -143,7 +146,7 @@ def export_labelled(store: Store, out: str | Path, queue_ids: list[str] | None =
         for listing_id, final in latest.items():
             record = final["item"].record
             row = {"listing_id": listing_id, **{f: row_field(record, f) for f in CORPUS_FIELDS[1:6]},
-                   "labels": [x for x in MODEL_LABELS if x in final["labels"]], "tags": []}
+                   "labels": [x for x in MODEL_LABELS if x in final["labels"]], "tags": [], "writer": REVIEW_WRITER}
             if not row["title"].strip():
                 empty += 1
                 continue

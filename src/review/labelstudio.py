@@ -1,7 +1,8 @@
 """Label Studio interop: a queue out as tasks with model predictions, annotations back as verdicts.
 
 Teams that already review in Label Studio import `tasks.json` into a project whose labelling
-config is `LABEL_CONFIG` (written beside the tasks as tasks.xml), review there, export the
+config is `LABEL_CONFIG` (written beside the tasks as tasks.xml; Chinese label names, hotkeys
+1-4 for labels and q/w/e/r for evidence spans), review there, export the
 project as JSON, and `reportguard review labelstudio-import` stores the annotations as verdicts
 in the same store the web UI writes, so kappa, adjudication and the exporters see them all.
 
@@ -26,30 +27,52 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from reportguard.core.labels import BY_NAME
 
 from .highlight import spans_for
 from .queue import REVIEW_LABELS, Queue
 from .runs import row_field, shop_of
 from .store import Store
 
-LABEL_CONFIG = """<View>
+#: Per review label: the Choices hotkey (1-4, as in the web UI, review/app.py), the evidence-span hotkey (the key
+#: below it) and the span colour.
+LS_HOTKEYS: dict[str, tuple[str, str, str]] = {
+    "report_sale": ("1", "q", "#ffb3b3"),
+    "false_ad": ("2", "w", "#ffd699"),
+    "credential_missing": ("3", "e", "#e0c3ff"),
+    "testing_service": ("4", "r", "#b3d9ff"),
+}
+
+
+def label_config() -> str:
+    """The labelling config: Chinese label names (core.labels Label.zh) on screen, with the code
+    beside them, and hotkeys. Names are shown through `html`, so annotations keep the English codes
+    (`value`) that predictions carry and `verdict_of` reads; `alias` would replace the code in
+    the results instead."""
+    def shown(name: str) -> str:
+        return quoteattr(f"{BY_NAME[name].zh} <code>{name}</code>")
+    spans = "\n".join(f'    <Label value="{x}" html={shown(x)} hotkey="{LS_HOTKEYS[x][1]}" background="{LS_HOTKEYS[x][2]}"/>'
+                      for x in REVIEW_LABELS)
+    choices = "\n".join(f'    <Choice value="{x}" html={shown(x)} hotkey="{LS_HOTKEYS[x][0]}"/>' for x in REVIEW_LABELS)
+    return f"""<View>
   <Header value="$title"/>
   <Text name="text" value="$text"/>
+  <Header value="证据片段（选中文字后按 q/w/e/r）" size="6"/>
   <Labels name="evidence" toName="text">
-    <Label value="report_sale" background="#ffb3b3"/>
-    <Label value="false_ad" background="#ffd699"/>
-    <Label value="credential_missing" background="#e0c3ff"/>
-    <Label value="testing_service" background="#b3d9ff"/>
+{spans}
   </Labels>
+  <Header value="标签（可多选，按 1-4；都不选 = 无违规）" size="6"/>
   <Choices name="labels" toName="text" choice="multiple" showInline="true">
-    <Choice value="report_sale"/>
-    <Choice value="false_ad"/>
-    <Choice value="credential_missing"/>
-    <Choice value="testing_service"/>
+{choices}
   </Choices>
-  <TextArea name="comment" toName="text" placeholder="comment" maxSubmissions="1"/>
+  <TextArea name="comment" toName="text" placeholder="备注 comment" maxSubmissions="1"/>
 </View>
 """
+
+
+LABEL_CONFIG = label_config()
 
 
 def task_of(item: dict, model_version: str) -> dict:

@@ -62,7 +62,7 @@ def ordinary_cut(scores: np.ndarray, max_rate: float) -> float:
     allowed = int(np.floor(max_rate * len(scores) + 1e-9))
     if allowed >= len(scores):
         return 0.0
-    return float(min(1.0, np.sort(scores)[::-1][allowed] + 1e-6))
+    return float(min(0.999999, np.sort(scores)[::-1][allowed] + 1e-6))  # a flag cut must stay below 1
 
 
 def calibrate(val_logits: np.ndarray, val_labels: np.ndarray, config: dict, ordinary: np.ndarray | None = None) -> dict:

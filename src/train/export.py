@@ -184,16 +184,20 @@ def choose_precision(results: dict, reference_f1: float, config: dict) -> tuple[
 def write_bundle(out: Path, *, chosen_onnx: Path, fp32_onnx: Path, tokenizer, hf_model, spec, calibration: dict,
                  model_version: str, precision: str, precision_reason: str, provenance: dict,
                  metrics: dict, card: str, resolved_config: dict, data_hash: str, fallback: dict | None = None) -> Path:
-    """Write models/<name>/ atomically (a temp dir renamed into place) and return its path."""
+    """Write models/<name>/ atomically (a temp dir renamed into place) and return its path.
+
+    Every file is final before it is hashed into bundle.json: the ONNX graphs carry their
+    metadata_props, hf/ is a complete transformers checkpoint (tokenizer with its class and special
+    tokens, id2label/label2id) and hf/README.md the Hugging Face model card."""
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    shutil.copyfile(chosen_onnx, tmp / "model.onnx")
+    props = onnx_metadata(model_version, calibration, precision)
+    stamp_onnx(chosen_onnx, tmp / "model.onnx", props)
     if precision != "fp32":
-        shutil.copyfile(fp32_onnx, tmp / "model_fp32.onnx")
+        stamp_onnx(fp32_onnx, tmp / "model_fp32.onnx", {**props, "precision": "fp32"})
     tokenizer.save(str(tmp / "tokenizer.json"))
-    hf_model.save_pretrained(str(tmp / "hf"), safe_serialization=True)
-    tokenizer.save(str(tmp / "hf" / "tokenizer.json"))
+    save_hf_checkpoint(tmp / "hf", hf_model, tokenizer, spec, card)
     (tmp / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     (tmp / "MODEL_CARD.md").write_text(card, encoding="utf-8")
     import yaml
@@ -224,6 +228,80 @@ def write_bundle(out: Path, *, chosen_onnx: Path, fp32_onnx: Path, tokenizer, hf
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
+    return out
+
+
+def onnx_metadata(model_version: str, calibration: dict, precision: str) -> dict[str, str]:
+    """What a graph says about itself (ONNX metadata_props, strings; JSON for structures), so that
+    an ONNX file found alone still names its output columns and how to read them."""
+    return {
+        "labels": json.dumps(list(MODEL_LABELS)),
+        "thresholds": json.dumps({x: calibration["thresholds"][x] for x in MODEL_LABELS}),
+        "block_thresholds": json.dumps(calibration["decision"]["block"]),
+        "temperature": json.dumps({x: calibration["temperature"][x] for x in MODEL_LABELS}),
+        "model_version": model_version,
+        "normalizer_version": NORMALIZER_VERSION,
+        "precision": precision,
+        "bundle_format": FORMAT,
+        "output": "logits, one column per label in `labels` order; calibrated p = sigmoid(logit / temperature), "
+                  "flagged when p >= thresholds[label]",
+    }
+
+
+def stamp_onnx(src: Path, dst: Path, props: dict[str, str]) -> Path:
+    """Copy an ONNX graph to `dst` with `props` in its metadata_props (other entries kept)."""
+    import onnx
+
+    model = onnx.load(str(src))
+    merged = {p.key: p.value for p in model.metadata_props} | props
+    onnx.helper.set_model_props(model, merged)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def hf_tokenizer(tokenizer, spec):
+    """The bundle's `tokenizers` tokenizer as a transformers tokenizer that encodes exactly as the
+    scorer does for a text that fits one window: [CLS]/<s>, the text's ids, [SEP]/</s>.
+
+    Saved with its class and special tokens. Without tokenizer_config.json, transformers guesses the
+    class from config.json (model_type bert) and builds a BERT WordPiece tokenizer around whatever
+    tokenizer.json holds: e5's Unigram fails ("WordPiece error: Missing [UNK] token", or ids
+    out of range)."""
+    from tokenizers import Tokenizer, processors
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer.from_str(tokenizer.to_str())
+    tok.no_truncation()
+    tok.no_padding()
+    cls, sep, pad = (tok.id_to_token(i) for i in (spec.cls_id, spec.sep_id, spec.pad_id))
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1", special_tokens=[(cls, spec.cls_id), (sep, spec.sep_id)])
+    model = json.loads(tok.to_str())["model"]
+    unk = model.get("unk_token") or (tok.id_to_token(model["unk_id"]) if model.get("unk_id") is not None else None)
+    mask = next((m for m in ("[MASK]", "<mask>") if tok.token_to_id(m) is not None), None)
+    # The ONNX graph takes input_ids and attention_mask only (token_type_ids are all zero anyway).
+    return PreTrainedTokenizerFast(tokenizer_object=tok, cls_token=cls, sep_token=sep, pad_token=pad, unk_token=unk,
+                                   mask_token=mask, model_max_length=spec.max_length,
+                                   model_input_names=["input_ids", "attention_mask"])
+
+
+def save_hf_checkpoint(out: Path, hf_model, tokenizer, spec, card: str) -> Path:
+    """hf/: config.json (id2label, label2id, multi-label), weights, tokenizer.json +
+    tokenizer_config.json, and the model card as README.md; `pipeline("text-classification",
+    model=out)` loads it with no other argument."""
+    from .model import ID2LABEL, LABEL2ID
+
+    hf_model.config.id2label, hf_model.config.label2id = dict(ID2LABEL), dict(LABEL2ID)
+    hf_model.config.problem_type = "multi_label_classification"  # the pipeline then applies a sigmoid
+    hf_model.save_pretrained(str(out), safe_serialization=True)
+    hf_tokenizer(tokenizer, spec).save_pretrained(str(out))
+    # transformers 5 writes its own class name, TokenizersBackend; PreTrainedTokenizerFast names the
+    # same class in 5.x and is the name transformers 4.x knows.
+    config_path = out / "tokenizer_config.json"
+    tok_config = json.loads(config_path.read_text(encoding="utf-8"))
+    tok_config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(tok_config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (out / "README.md").write_text(card, encoding="utf-8")
     return out
 
 
