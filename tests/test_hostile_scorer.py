@@ -125,8 +125,9 @@ def test_an_edited_bundle_refuses_to_load(tiny_bundle, tmp_path):
     b = edited_copy(tiny_bundle, tmp_path / "files", lambda m: m["files"].update({"model.onnx": "0" * 64}), reseal=False)
     with pytest.raises(BundleError, match="bundle.json was edited"):
         load_bundle(b)
-    res = cli(tmp_path / "none.jsonl", "--output", tmp_path / "o.parquet", "--model", tmp_path / "edited")
-    assert res.returncode == 2 and "bundle.json was edited" in res.stderr
+    src = write_jsonl(tmp_path / "in.jsonl", corpus_rows(2))  # inputs are checked first; these are fine
+    res = cli(src, "--output", tmp_path / "o.parquet", "--model", tmp_path / "edited")
+    assert res.returncode == 1 and "bundle.json was edited" in res.stderr  # a refused input: exit 1
 
 
 @pytest.mark.parametrize("edit, message", [

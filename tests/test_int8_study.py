@@ -1,7 +1,7 @@
 """`reportguard bench int8` on a tiny bundle: every variant measured, numbers in range, report written."""
 import json
 
-from reportguard.train.int8_study import CLASSES, run
+from reportguard.train.bench.int8 import CLASSES, run
 
 
 def test_int8_study_measures_every_variant(tiny_bundle, tmp_path):

@@ -2,9 +2,9 @@
 import json
 import xml.etree.ElementTree as ET
 
-from reportguard.core.labels import BY_NAME
+from reportguard.core.labels import ALL_LABEL_NAMES, BY_NAME
 from reportguard.review.labelstudio import LABEL_CONFIG, export_tasks, verdict_of
-from reportguard.review.queue import REVIEW_LABELS, make_queue
+from reportguard.review.queue import make_queue
 from reportguard.review.samples import sample_rows, write_run
 
 
@@ -15,7 +15,7 @@ def test_label_studio_config_shows_chinese_names_with_hotkeys():
         options = view.find(control).findall(tag)
         # The code stays the value (what predictions carry and annotations export); the Chinese
         # name is what the annotator sees.
-        assert [o.get("value") for o in options] == list(REVIEW_LABELS), control
+        assert [o.get("value") for o in options] == list(ALL_LABEL_NAMES), control
         for option in options:
             assert BY_NAME[option.get("value")].zh in option.get("html"), option.attrib
             assert option.get("hotkey") and option.get("alias") is None

@@ -59,4 +59,7 @@ def test_bundle_scores_a_long_listing_by_its_best_window(tiny_bundle):
     per_window = np.concatenate([bundle.logits([ids]) for ids in enc.ids])
     probs, truncated = bundle.predict_proba([text, "纯棉T恤"])
     assert truncated == [True, False]
-    np.testing.assert_allclose(probs[0], bundle.calibrate(per_window.max(axis=0)), rtol=1e-4, atol=1e-5)
+    # windows scored one at a time here, in padded batches by the scorer: dynamic int8 quantises
+    # activations per batch, so the two differ by a few 1e-4 (the decision never rests on that:
+    # the fp32 fallback re-scores anything near a cut)
+    np.testing.assert_allclose(probs[0], bundle.calibrate(per_window.max(axis=0)), atol=2e-3)

@@ -1,4 +1,5 @@
-"""Column mapping and takedown reason codes, read from configs/ (see configs/columns.yaml)."""
+"""Column mapping and takedown reason codes: configs/columns.yaml and configs/takedown_reasons.yaml
+in the project home when it has them, else the defaults packaged with reportguard (core/paths.py)."""
 from __future__ import annotations
 
 import re
@@ -6,21 +7,21 @@ from pathlib import Path
 
 import yaml
 
+from .errors import InputError
 from .labels import check_model_labels
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = REPO_ROOT / "configs"
-DEFAULT_COLUMNS = CONFIGS / "columns.yaml"
-DEFAULT_REASONS = CONFIGS / "takedown_reasons.yaml"
+from .paths import config_file
 
 
 def load_column_map(path: str | Path | None = None) -> dict[str, str]:
-    """alias -> canonical column name. With no file (an installed scorer), only canonical names apply."""
-    path = Path(path) if path else DEFAULT_COLUMNS
-    if not path.exists():
-        if path == DEFAULT_COLUMNS:
-            return {}
-        raise FileNotFoundError(f"{path}: column mapping file not found")
+    """alias -> canonical column name, from `path`, else the home's configs/columns.yaml, else the
+    packaged default (so an installed scorer maps Chinese headers too).
+
+    >>> load_column_map()["商品ID"], load_column_map()["商品标题"]
+    ('listing_id', 'title')
+    """
+    path = Path(path) if path else config_file("columns.yaml")
+    if not path.is_file():
+        raise InputError(f"{path}: column mapping file not found")
     spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     mapping: dict[str, str] = {}
     for canonical, aliases in (spec.get("aliases") or {}).items():
@@ -31,10 +32,12 @@ def load_column_map(path: str | Path | None = None) -> dict[str, str]:
 
 
 class ReasonCodes:
-    """Maps a takedown export's reason codes to model labels (configs/takedown_reasons.yaml)."""
+    """Maps a takedown export's reason codes to model labels (takedown_reasons.yaml, see load_column_map)."""
 
     def __init__(self, path: str | Path | None = None):
-        path = Path(path) if path else DEFAULT_REASONS
+        path = Path(path) if path else config_file("takedown_reasons.yaml")
+        if not path.is_file():
+            raise InputError(f"{path}: reason-code mapping file not found")
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
         self.path = path
         self.column: str = spec.get("reason_column", "takedown_reason")

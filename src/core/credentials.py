@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .labels import TESTING_SERVICE
+from .labels import CREDENTIAL_MISSING, MODEL_LABELS, TESTING_SERVICE
 from .normalize import normalize_text
 
 # In free text a bare 12-digit number could be anything (an order number, a barcode), so it
@@ -74,3 +74,20 @@ def credential_missing(predicted: list[str] | tuple[str, ...], text: str, qualif
     if TESTING_SERVICE.name not in predicted:
         return False
     return not find_credentials(text, qualification)
+
+
+def with_derived_labels(predicted: list[str] | tuple[str, ...], title: str | None, description: str | None = "",
+                        qualification: str | None = "") -> list[str]:
+    """A listing's labels: the model labels in `predicted` plus `credential_missing` by the rule
+    above, in ALL_LABELS (severity) order. The scorer applies it to predictions and the report
+    tally to reviewers' verdicts, so both derive the label the same way.
+
+    >>> with_derived_labels(["false_ad", "testing_service"], "不送样检测", "当天出报告")
+    ['false_ad', 'credential_missing', 'testing_service']
+    >>> with_derived_labels(["testing_service"], "寄样检测", "", qualification="CNAS L5678")
+    ['testing_service']
+    """
+    labels = [name for name in MODEL_LABELS if name in predicted]
+    if credential_missing(labels, f"{title or ''}\n{description or ''}", qualification or ""):
+        labels.insert(labels.index(TESTING_SERVICE.name), CREDENTIAL_MISSING.name)
+    return labels

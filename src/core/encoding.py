@@ -14,6 +14,7 @@ Callers get a `truncated` flag per text (longer than one window) so they can cou
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +140,26 @@ def pool_max(logits: np.ndarray, owner: np.ndarray, n_texts: int) -> np.ndarray:
     out = np.full((n_texts, logits.shape[1]), -np.inf, dtype=logits.dtype)
     np.maximum.at(out, owner, logits)
     return out
+
+
+def length_batches(ids: Sequence[Sized], batch_size: int, rows: np.ndarray | None = None,
+                   sort: bool = True) -> Iterator[np.ndarray]:
+    """Indices into `ids` (token-id sequences, or texts) in batches of `batch_size`, shortest first (a stable sort, so
+    equal lengths keep their order): each padded batch then wastes a few tokens at most. `rows`
+    limits the batches to those indices (the fallback pass re-scores a few); `sort=False` keeps
+    the given order (what bucketing is worth, in the benchmark). The one length-bucketing rule of
+    the scorer, the export checks, the benchmark and PyTorch prediction.
+
+    >>> [b.tolist() for b in length_batches([[1, 2, 3], [1], [1, 2], [4]], 2)]
+    [[1, 3], [2, 0]]
+    >>> [b.tolist() for b in length_batches([[1, 2, 3], [1], [1, 2], [4]], 2, rows=np.array([0, 2, 3]))]
+    [[3, 2], [0]]
+    """
+    rows = np.arange(len(ids)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if sort:
+        rows = rows[np.argsort([len(ids[i]) for i in rows], kind="stable")]
+    for start in range(0, len(rows), batch_size):
+        yield rows[start:start + batch_size]
 
 
 def pad_batch(ids: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,22 @@ TESTING_SERVICE = Label("testing_service", "检验检测服务", severity=1)
 MODEL_LABELS: tuple[str, ...] = (REPORT_SALE.name, FALSE_AD.name, TESTING_SERVICE.name)
 #: Every label a listing can carry, most severe first.
 ALL_LABELS: tuple[Label, ...] = (REPORT_SALE, FALSE_AD, CREDENTIAL_MISSING, TESTING_SERVICE)
+#: Their names, most severe first: what a scored listing or a reviewer's verdict can carry.
+ALL_LABEL_NAMES: tuple[str, ...] = tuple(label.name for label in ALL_LABELS)
 BY_NAME: dict[str, Label] = {label.name: label for label in ALL_LABELS}
+
+
+def prob_column(label: str) -> str:
+    """The scored output's column holding a model label's calibrated probability.
+
+    >>> prob_column("false_ad")
+    'p_false_ad'
+    """
+    return f"p_{label}"
+
+
+#: The probability columns of a scored run, in model-output order.
+PROB_COLUMNS: tuple[str, ...] = tuple(prob_column(name) for name in MODEL_LABELS)
 
 #: Slice tags a corpus row may carry (see data/README.md).
 TAGS: tuple[str, ...] = (

@@ -27,6 +27,7 @@ import functools
 import hashlib
 import re
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 
 import opencc
@@ -172,10 +173,49 @@ def listing_text(title: str, description: str = "") -> str:
     >>> listing_text("檢測報告", "寄樣5個工作日")
     '检测报告 寄样5个工作日'
     """
+    return listing_text_with_offsets(title, description)[0]
+
+
+@dataclass
+class FieldText:
+    """One field's original text, its normalised form and the offset map between them."""
+    field: str
+    original: str
+    normalised: str
+    offsets: list[int]
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        """Normalised [start, end) -> original [start, end)."""
+        return self.offsets[start], self.offsets[end - 1] + 1
+
+
+def listing_text_with_offsets(title: str, description: str = "") -> tuple[str, list[FieldText]]:
+    """The model text (`listing_text`) and, per field (title, description), its offset map: the
+    one place the two fields are joined, for the model input and for evidence alike.
+
+    >>> text, fields = listing_text_with_offsets("檢 測", "包过")
+    >>> text, fields[0].offsets, locate(fields, 3, 5)[1:]
+    ('检测 包过', [0, 2], (0, 2))
+    """
     # Normalised separately and joined by a space, so the boundary survives and a title's last
     # word never fuses with the description's first.
-    title_n, description_n = normalize_text(title), normalize_text(description or "")
-    return f"{title_n} {description_n}" if description_n else title_n
+    fields = []
+    for name, text in (("title", title), ("description", description or "")):
+        norm, offsets = normalize_with_offsets(text)
+        fields.append(FieldText(name, text, norm, offsets))
+    title_n, description_n = fields[0].normalised, fields[1].normalised
+    return (f"{title_n} {description_n}" if description_n else title_n), fields
+
+
+def locate(fields: list[FieldText], start: int, end: int) -> tuple[FieldText, int, int] | None:
+    """The inverse of the join: a span of the model text -> (field, start, end) in that field's
+    normalised text; None for a span that straddles the joining space."""
+    title_len = len(fields[0].normalised)
+    if end <= title_len:
+        return fields[0], start, end
+    if start > title_len:
+        return fields[1], start - title_len - 1, end - title_len - 1
+    return None
 
 
 def _drop_decorations(chars: list[str], src: list[int]) -> tuple[list[str], list[int]]:

@@ -35,11 +35,14 @@ import sqlite3
 import tempfile
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from . import errors
 
 REQUIRED_COLUMNS = ("listing_id", "title")
 # Known text columns: values must be strings (ids may also be integers).
@@ -59,8 +62,9 @@ _ID_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class InputError(Exception):
-    """A file cannot be read at all; the message names the file (and line and column if known)."""
+class InputError(errors.InputError):
+    """A file cannot be read at all; the message names the file (and line and column if known).
+    The CLI prints it on one line and exits 1 (core/errors.py)."""
 
 
 class ReadError(InputError):
@@ -105,6 +109,10 @@ class ReadOptions:
     reject_duplicate_ids: bool = True
     memory_ids: int = 250_000  # ids kept in an exact in-memory map before the index spills to disk
     spill_dir: str | None = None  # where the duplicate-id index spills (default: the temp folder)
+    # Called as on_bytes(path, block) with every block of a CSV/JSONL file's bytes as the rows are
+    # read (the compressed bytes of a .gz): the scorer hashes inputs and shows progress with it
+    # while it reads, instead of in a pass before. Header checks do not call it.
+    on_bytes: Callable[[Path, bytes], None] | None = None
 
 
 @dataclass
@@ -196,8 +204,41 @@ def canonical_column(name: str, column_map: dict[str, str]) -> str:
     return _canonical(name, column_map)
 
 
-def _open_binary(path: Path):
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+class _Tap:
+    """A file opened for binary reading that hands every block it reads to `on_bytes(path, block)`."""
+
+    def __init__(self, path: Path, on_bytes: Callable[[Path, bytes], None]):
+        self.path, self.on_bytes = path, on_bytes
+        self.raw = open(path, "rb")
+        self.mode = "rb"
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        if data:
+            self.on_bytes(self.path, data)
+        return data
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+@contextmanager
+def _open_binary(path: Path, on_bytes: Callable[[Path, bytes], None] | None = None):
+    """The file's bytes (decompressed for .gz); with `on_bytes`, each block read from disk goes to it too."""
+    gz = path.name.lower().endswith(".gz")
+    if on_bytes is None:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
+            yield fh
+        return
+    tap = _Tap(path, on_bytes)
+    try:
+        if gz:
+            with gzip.GzipFile(fileobj=tap, mode="rb") as fh:
+                yield fh
+        else:
+            yield tap
+    finally:
+        tap.close()
 
 
 def read_failure(path: Path, exc: BaseException) -> ReadError:
@@ -250,7 +291,7 @@ def _byte_lines(fh) -> Iterator[bytes]:
             pending.append(lines.pop())
         yield from lines
     if pending:
-        yield b"".join(pending)
+        yield from b"".join(pending).splitlines(keepends=True)
 
 
 @dataclass
@@ -264,15 +305,16 @@ class FileStats:
 class _Lines:
     """A file's physical lines, each decoded on its own: (line number, text, encoding)."""
 
-    def __init__(self, path: Path, options: ReadOptions, stats: FileStats | None):
+    def __init__(self, path: Path, options: ReadOptions, stats: FileStats | None, tap: bool = False):
         self.path = path
         self.forced = options.encoding
         self.stats = stats
+        self.on_bytes = options.on_bytes if tap else None  # rows are read (not just a header checked)
         self.last: str | None = None  # the encoding of the last non-ASCII line
 
     def __iter__(self) -> Iterator[tuple[int, str, str]]:
         try:
-            with _open_binary(self.path) as fh:
+            with _open_binary(self.path, self.on_bytes) as fh:
                 for lineno, raw in enumerate(_byte_lines(fh), 1):
                     if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
                         raw = raw[len(codecs.BOM_UTF8):]
@@ -427,7 +469,7 @@ def _undecodable_column(values: dict) -> str | None:
 
 def _jsonl_rows(path: Path, options: ReadOptions, stats: FileStats | None) -> Iterator[RowEvent]:
     stats = stats or FileStats()
-    lines = _Lines(path, options, stats)
+    lines = _Lines(path, options, stats, tap=True)
     for lineno, line, encoding in lines:
         if not line.strip():
             continue
@@ -490,6 +532,7 @@ class _RecordTooLong(Exception):
     pass
 
 
+# Long: one generator; every branch shares the feeder and the reader restarted after a broken quote.
 def _csv_rows(path: Path, options: ReadOptions, stats: FileStats | None) -> Iterator[RowEvent]:
     stats = stats or FileStats()
     found = _csv_header(path, options)
@@ -499,7 +542,7 @@ def _csv_rows(path: Path, options: ReadOptions, stats: FileStats | None) -> Iter
     # Let the csv module read an oversized field so that the row is rejected with its real
     # length, instead of failing as a quoting error.
     csv.field_size_limit(max(csv.field_size_limit(), 64 * options.max_field_chars, 1 << 26))
-    lines = _Lines(path, options, stats)
+    lines = _Lines(path, options, stats, tap=True)
     physical = iter(lines)
     for _, text, _ in physical:
         if text.strip():
@@ -720,7 +763,7 @@ class SpillStore:
     fixed-size Bloom filter in front, so that looking up a key never seen costs no disk access
     (but for the filter's false positives). Values: int, str or bytes. Deleted on close()."""
 
-    def __init__(self, directory: str | Path | None = None, bloom_bits: int = 1 << 28, cache_mb: int = 16):
+    def __init__(self, directory: str | Path | None = None, bloom_bits: int = 1 << 27, cache_mb: int = 16):
         self.dir = Path(tempfile.mkdtemp(prefix="rg-spill-", dir=directory))
         self.db = sqlite3.connect(self.dir / "store.sqlite", isolation_level=None)
         for pragma in ("journal_mode=OFF", "synchronous=OFF", f"cache_size=-{cache_mb * 1024}", "temp_store=MEMORY",
@@ -804,7 +847,7 @@ class IdIndex:
         if self.memory is not None:
             self.memory.update(new)
             if len(self.memory) > self.memory_limit:
-                self.store = SpillStore(self.spill_dir, bloom_bits=1 << 28)
+                self.store = SpillStore(self.spill_dir)
                 self.store.put_many(list(self.memory.items()))
                 self.memory = None
         else:

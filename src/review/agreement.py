@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .queue import REVIEW_LABELS
+from reportguard.core.labels import ALL_LABEL_NAMES
 
 
 def cohen_kappa(a: list[bool], b: list[bool]) -> float | None:
@@ -51,23 +51,23 @@ def final_labels(reviews: list[dict], adjudications: list[dict]) -> list[str] | 
 def agreement(by_item: dict[int, dict[str, list[dict]]]) -> dict:
     """Kappa per label and pooled over labels, from store.verdicts_by_item()."""
     pairs: Counter = Counter()
-    judgements: dict[str, tuple[list[bool], list[bool]]] = {x: ([], []) for x in REVIEW_LABELS}
+    judgements: dict[str, tuple[list[bool], list[bool]]] = {x: ([], []) for x in ALL_LABEL_NAMES}
     for roles in by_item.values():
         reviews = sorted(roles["review"], key=lambda v: (v["created_at"], v["id"]))
         if len(reviews) < 2:
             continue
         first, second = reviews[0], reviews[1]
         pairs[" & ".join(sorted((first["reviewer"], second["reviewer"])))] += 1
-        for label in REVIEW_LABELS:
+        for label in ALL_LABEL_NAMES:
             judgements[label][0].append(label in first["labels"])
             judgements[label][1].append(label in second["labels"])
-    pooled_a = [x for label in REVIEW_LABELS for x in judgements[label][0]]
-    pooled_b = [x for label in REVIEW_LABELS for x in judgements[label][1]]
+    pooled_a = [x for label in ALL_LABEL_NAMES for x in judgements[label][0]]
+    pooled_b = [x for label in ALL_LABEL_NAMES for x in judgements[label][1]]
     return {
         "double_reviewed": sum(pairs.values()),
-        "kappa": {label: _round(cohen_kappa(*judgements[label])) for label in REVIEW_LABELS},
+        "kappa": {label: _round(cohen_kappa(*judgements[label])) for label in ALL_LABEL_NAMES},
         "kappa_pooled": _round(cohen_kappa(pooled_a, pooled_b)),
-        "percent_agreement": {label: _round(_agree(*judgements[label])) for label in REVIEW_LABELS},
+        "percent_agreement": {label: _round(_agree(*judgements[label])) for label in ALL_LABEL_NAMES},
         "pairs": dict(pairs),
     }
 
@@ -80,7 +80,7 @@ def disagreements(by_item: dict[int, dict[str, list[dict]]]) -> list[dict]:
         if len({tuple(v["labels"]) for v in reviews}) < 2:
             continue
         labels = {label for v in reviews for label in v["labels"]}
-        contested = [x for x in REVIEW_LABELS if x in labels and not all(x in v["labels"] for v in reviews)]
+        contested = [x for x in ALL_LABEL_NAMES if x in labels and not all(x in v["labels"] for v in reviews)]
         out.append({"position": position, "listing_id": reviews[0]["listing_id"], "contested": contested,
                     "reviewers": [v["reviewer"] for v in reviews],
                     "adjudicated": bool(roles["adjudication"]),

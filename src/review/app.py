@@ -40,13 +40,12 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reportguard.core.labels import BY_NAME, MODEL_LABELS
+from reportguard.core.labels import ALL_LABEL_NAMES, BY_NAME, MODEL_LABELS
 
 from .agreement import agreement, disagreements, final_labels
 from .auth import (LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Auth, AuthError, LoginThrottled, Reviewer,
                    local_host_allowed, same_origin)
 from .highlight import highlight
-from .queue import REVIEW_LABELS
 from .runs import row_field, shop_of
 from .store import Item, Store
 
@@ -59,8 +58,8 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 #: PostgreSQL, and SQLite raises OverflowError past 2**63, so a bigger number never reaches a query.
 MAX_POSITION = 2**31 - 1
 CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]*")
-#: Keys for the label toggles, in REVIEW_LABELS (severity) order.
-LABEL_KEYS = dict(zip(REVIEW_LABELS, "1234"))
+#: Keys for the label toggles, in ALL_LABEL_NAMES (severity) order.
+LABEL_KEYS = dict(zip(ALL_LABEL_NAMES, "1234"))
 
 
 def current_reviewer(request: Request) -> Reviewer:
@@ -81,7 +80,7 @@ def make_templates() -> Environment:
     # autoescape=True for every template, whatever its file name: no page may opt out.
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(LABELS=REVIEW_LABELS, LABEL_KEYS=LABEL_KEYS, BY_NAME=BY_NAME, MODEL_LABELS=MODEL_LABELS)
+    env.globals.update(LABELS=ALL_LABEL_NAMES, LABEL_KEYS=LABEL_KEYS, BY_NAME=BY_NAME, MODEL_LABELS=MODEL_LABELS)
     return env
 
 
@@ -272,7 +271,7 @@ def create_app(store: Store, auth: Auth, behind_tls: bool = False) -> FastAPI:
         roles = store.verdicts_by_item(queue_id).get(item.position, {"review": [], "adjudication": []})
         reviews = roles["review"]
         mine = next((v for v in roles["adjudication"] if v["reviewer"] == who.name), None)
-        agreed = [x for x in REVIEW_LABELS if reviews and all(x in v["labels"] for v in reviews)]
+        agreed = [x for x in ALL_LABEL_NAMES if reviews and all(x in v["labels"] for v in reviews)]
         return render(request, "item.html", **_item_context(store, header, item, who), verdict=mine,
                       checked=mine["labels"] if mine else agreed, reviews=reviews,
                       adjudications=roles["adjudication"], final=final_labels(reviews, roles["adjudication"]),

@@ -10,7 +10,8 @@
     reportguard review noise --out reports/label_noise.md
     reportguard review db upgrade
 
-`add_review_commands(subparsers)` adds the `review` command to reportguard's parser. Every module
+`add_review_commands(subparsers)` adds the `review` command to reportguard's parser (through
+reportguard/commands/review.py, which adds descriptions and examples). Every module
 is imported inside its handler, so `reportguard --help` never loads FastAPI, SQLAlchemy or
 scikit-learn. Standalone: `python -m reportguard.review.cli review ...`.
 """
@@ -19,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+from reportguard.core.errors import UsageError
 
 
 def _print(obj) -> None:
@@ -64,17 +67,17 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.local_only and args.host not in LOCAL_BIND_HOSTS:
         # Exactly the names the Host check accepts: a browser must be able to reach us by one of them.
-        raise ValueError(f"--local-only lets anyone who reaches the server review under any name; "
+        raise UsageError(f"--local-only lets anyone who reaches the server review under any name; "
                          f"it binds only to the loopback address 127.0.0.1, localhost or ::1, not {args.host}. "
                          "Use --tokens FILE instead.")
     if args.local_only and args.behind_tls:
-        raise ValueError("--behind-tls puts the server on the network through a proxy, where --local-only would let "
+        raise UsageError("--behind-tls puts the server on the network through a proxy, where --local-only would let "
                          "anyone review under any name; use --tokens FILE instead")
     if not args.local_only and not args.tokens:
-        raise ValueError("choose how reviewers log in: --tokens FILE (make one with `reportguard review tokens NAME...`) "
+        raise UsageError("choose how reviewers log in: --tokens FILE (make one with `reportguard review tokens NAME...`) "
                          "or --local-only (this machine only)")
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
-        raise ValueError("HTTPS needs both --ssl-certfile and --ssl-keyfile")
+        raise UsageError("HTTPS needs both --ssl-certfile and --ssl-keyfile")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin otherwise
     store = Store(args.db)  # runs the migrations
@@ -108,7 +111,7 @@ def _export(args: argparse.Namespace) -> int:
     from .exporters import estimate_precision, export_labelled, write_json
     from .store import Store
     if not args.labelled and not args.precision:
-        raise ValueError("nothing to do: give --labelled OUT.jsonl and/or --precision OUT.json")
+        raise UsageError("nothing to do: give --labelled OUT.jsonl and/or --precision OUT.json")
     store = Store(args.db)
     if args.labelled:
         _print(export_labelled(store, args.labelled, args.queue or None, args.labelled_dir or None))
@@ -160,7 +163,7 @@ def _noise(args: argparse.Namespace) -> int:
 
 def add_review_commands(subparsers) -> argparse.ArgumentParser:
     """Add `review` and its subcommands to a subparsers object of the reportguard parser."""
-    from reportguard.core.columns import REPO_ROOT
+    from reportguard.core import paths
 
     review = subparsers.add_parser("review", help="review queues, the reviewer web UI, verdict exports, label noise")
     sub = review.add_subparsers(dest="review_command", required=True)
@@ -212,7 +215,7 @@ def add_review_commands(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--labelled", default=None, help="corpus-format JSONL (add it to data.extra_train to retrain)")
     p.add_argument("--precision", default=None, help="precision/recall estimates JSON for `reportguard report --verdicts`")
     p.add_argument("--queue", action="append", default=[], help="only this queue id (repeatable; default all)")
-    p.add_argument("--labelled-dir", default=str(REPO_ROOT / "data" / "labelled"),
+    p.add_argument("--labelled-dir", default=str(paths.labelled_dir()),
                    help="leave out listings duplicating its validation/test rows ('' to keep all)")
     p.set_defaults(func=_export)
 
@@ -234,8 +237,8 @@ def add_review_commands(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=_ls_import)
 
     p = sub.add_parser("noise", help="rank labelled rows most likely mislabelled (TF-IDF CV + cleanlab)")
-    p.add_argument("--data", default=str(REPO_ROOT / "data" / "labelled"))
-    p.add_argument("--out", default=str(REPO_ROOT / "reports" / "label_noise.md"))
+    p.add_argument("--data", default=str(paths.labelled_dir()))
+    p.add_argument("--out", default=str(paths.reports_dir() / "label_noise.md"))
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--top", type=int, default=50, help="rows shown in the report")
@@ -244,7 +247,8 @@ def add_review_commands(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry, for use before the command is wired into `reportguard`."""
+    """Standalone entry (`python -m reportguard.review.cli review ...`); `reportguard review` registers
+    the same parsers through reportguard/commands/review.py."""
     parser = argparse.ArgumentParser(prog="reportguard")
     add_review_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -64,12 +64,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from statistics import NormalDist
 
-from reportguard.core.columns import REPO_ROOT
-from reportguard.core.labels import MODEL_LABELS
+from reportguard.core import paths
+from reportguard.core.labels import ALL_LABEL_NAMES, MODEL_LABELS
 from reportguard.core.normalize import normalize_text
 
 from .agreement import agreement, final_labels
-from .queue import REVIEW_LABELS, band_of, bands, label_score
+from .queue import band_of, bands, label_score
 from .runs import row_field
 from .store import Store, safe_url
 
@@ -133,8 +133,10 @@ def collect_finals(store: Store, queue_ids: list[str] | None = None) -> list[dic
 
 
 def export_labelled(store: Store, out: str | Path, queue_ids: list[str] | None = None,
-                    labelled_dir: str | Path | None = REPO_ROOT / "data" / "labelled") -> dict:
-    """Write final verdicts as corpus records; returns counts (written, skipped and why)."""
+                    labelled_dir: str | Path | None = ...) -> dict:
+    """Write final verdicts as corpus records; returns counts (written, skipped and why). `labelled_dir`
+    (default: the project home's data/labelled; None: keep all) holds the splits whose validation/test rows are left out."""
+    labelled_dir = paths.labelled_dir() if labelled_dir is ... else labelled_dir
     held_out = _held_out_texts(Path(labelled_dir)) if labelled_dir else set()
     latest: dict[str, dict] = {}
     for final in sorted(collect_finals(store, queue_ids), key=lambda f: f["updated_at"]):
@@ -192,7 +194,7 @@ def _model_estimates(store: Store, queues: list[dict], finals: list[dict], confi
     weights, coverage = _weights(used, weighted)
 
     labels = {}
-    for label in REVIEW_LABELS:
+    for label in ALL_LABEL_NAMES:
         precision_pairs, recall_pairs, band_pairs = [], [], defaultdict(list)
         for f in used:
             w = weights[id(f)]

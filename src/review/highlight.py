@@ -15,16 +15,15 @@ from __future__ import annotations
 from markupsafe import Markup, escape
 
 from reportguard.core.evidence_spans import evidence_spans
-
-from .queue import REVIEW_LABELS
+from reportguard.core.labels import ALL_LABEL_NAMES
 
 FIELDS = ("title", "description")
 
 
 def spans_for(text: str, evidence: list[dict], field: str) -> list[tuple[int, int, str]]:
     """Valid (start, end, label) spans of `evidence` that fall in `field`'s `text`; a label outside
-    REVIEW_LABELS is shown as "other"."""
-    return evidence_spans(text, evidence, field, REVIEW_LABELS, other="other")
+    ALL_LABEL_NAMES is shown as "other"."""
+    return evidence_spans(text, evidence, field, ALL_LABEL_NAMES, other="other")
 
 
 def highlight(text: str | None, evidence: list[dict], field: str) -> Markup:
@@ -41,7 +40,7 @@ def highlight(text: str | None, evidence: list[dict], field: str) -> Markup:
     pieces = []
     for a, b in zip(cuts, cuts[1:]):
         piece = escape(text[a:b])
-        labels = [label for label in (*REVIEW_LABELS, "other")
+        labels = [label for label in (*ALL_LABEL_NAMES, "other")
                   if any(s <= a and b <= e and lab == label for s, e, lab in spans)]
         if labels:
             classes = " ".join(f"ev-{x}" for x in labels)

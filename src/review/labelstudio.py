@@ -29,10 +29,10 @@ import json
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from reportguard.core.labels import BY_NAME
+from reportguard.core.labels import ALL_LABEL_NAMES, BY_NAME, PROB_COLUMNS
 
 from .highlight import spans_for
-from .queue import REVIEW_LABELS, Queue
+from .queue import Queue
 from .runs import row_field, shop_of
 from .store import Store
 
@@ -54,8 +54,8 @@ def label_config() -> str:
     def shown(name: str) -> str:
         return quoteattr(f"{BY_NAME[name].zh} <code>{name}</code>")
     spans = "\n".join(f'    <Label value="{x}" html={shown(x)} hotkey="{LS_HOTKEYS[x][1]}" background="{LS_HOTKEYS[x][2]}"/>'
-                      for x in REVIEW_LABELS)
-    choices = "\n".join(f'    <Choice value="{x}" html={shown(x)} hotkey="{LS_HOTKEYS[x][0]}"/>' for x in REVIEW_LABELS)
+                      for x in ALL_LABEL_NAMES)
+    choices = "\n".join(f'    <Choice value="{x}" html={shown(x)} hotkey="{LS_HOTKEYS[x][0]}"/>' for x in ALL_LABEL_NAMES)
     return f"""<View>
   <Header value="$title"/>
   <Text name="text" value="$text"/>
@@ -80,7 +80,7 @@ def task_of(item: dict, model_version: str) -> dict:
     record = item["record"]
     title, description = row_field(record, "title"), row_field(record, "description")
     text = f"{title}\n{description}" if description else title
-    predicted = [x for x in REVIEW_LABELS if x in record.get("labels", [])]
+    predicted = [x for x in ALL_LABEL_NAMES if x in record.get("labels", [])]
     result = [{"id": f"choices-{item['position']}", "from_name": "labels", "to_name": "text", "type": "choices",
                "value": {"choices": predicted}}]
     for field, shift in (("title", 0), ("description", len(title) + 1)):
@@ -91,7 +91,7 @@ def task_of(item: dict, model_version: str) -> dict:
             result.append({"id": f"ev-{item['position']}-{field[0]}{k}", "from_name": "evidence", "to_name": "text",
                            "type": "labels", "value": {"start": start + shift, "end": end + shift,
                                                        "text": source[start:end], "labels": [label]}})
-    scores = {f"p_{x}": float(record[f"p_{x}"]) for x in ("report_sale", "false_ad", "testing_service")}
+    scores = {c: float(record[c]) for c in PROB_COLUMNS}
     return {
         "id": int(item["position"]) + 1,
         "data": {"text": text, "title": title, "description": description,
@@ -131,10 +131,10 @@ def verdict_of(annotation: dict) -> tuple[list[str], str]:
     for r in annotation.get("result") or []:
         value = r.get("value") or {}
         if r.get("type") == "choices" and r.get("from_name") == "labels":
-            labels += [x for x in value.get("choices", []) if x in REVIEW_LABELS]
+            labels += [x for x in value.get("choices", []) if x in ALL_LABEL_NAMES]
         elif r.get("type") == "textarea" and r.get("from_name") == "comment":
             comment = "\n".join(value.get("text") or [])
-    return [x for x in REVIEW_LABELS if x in labels], comment
+    return [x for x in ALL_LABEL_NAMES if x in labels], comment
 
 
 def annotator_of(annotation: dict) -> str:

@@ -2,7 +2,7 @@
 
 1. Read every split of data/labelled (train, validation, test: a wrong label hurts wherever it is).
 2. Out-of-fold probabilities: k-fold cross-validation of the project's TF-IDF baseline
-   (reportguard.train.baselines.TfidfBaseline: character n-grams, one logistic regression per
+   (reportguard.core.tfidf.TfidfBaseline: character n-grams, one logistic regression per
    label), so every row is scored by a model that never saw it. The BERT model would give better
    probabilities, but k fine-tunings take hours on two CPU cores; the baseline's five folds take
    15-70 s there on the ~4,000-row corpus, and confident learning needs probabilities that are
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reportguard.core.columns import REPO_ROOT
+from reportguard.core import paths
 from reportguard.core.labels import MODEL_LABELS
 from reportguard.core.normalize import listing_text
 
@@ -62,7 +62,7 @@ def out_of_fold_probabilities(texts: list[str], y: np.ndarray, folds: int = 5, s
     """Each row's label probabilities from a model fitted on the other folds."""
     from sklearn.model_selection import KFold
 
-    from reportguard.train.baselines import TfidfBaseline
+    from reportguard.core.tfidf import TfidfBaseline
 
     make_model = make_model or TfidfBaseline
     probs = np.zeros(y.shape, dtype=np.float64)
@@ -103,7 +103,8 @@ def render(result: dict, top: int = 50) -> str:
     rows, y, probs, issues, quality = (result[k] for k in ("rows", "y", "probs", "issues", "quality"))
     pred = (probs >= 0.5).astype(np.int8)
     folder = Path(result["folder"]).resolve()
-    shown = folder.relative_to(REPO_ROOT) if folder.is_relative_to(REPO_ROOT) else folder
+    home = paths.home().resolve()
+    shown = folder.relative_to(home) if folder.is_relative_to(home) else folder
     lines = [
         "# Label noise in the labelled corpus", "",
         f"Written by `reportguard review noise --data {shown}`: {len(rows)} rows, "

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from reportguard.core.labels import MODEL_LABELS, severity
+from reportguard.core.labels import ALL_LABEL_NAMES, MODEL_LABELS, severity
 
 from .runs import Run, read_run
 
@@ -40,8 +40,6 @@ FORMAT = "reportguard-queue/1"
 STRATEGIES = ("stratified", "uncertainty", "top")
 #: Score band edges. Bands are closed on the left; the last one includes 1.0.
 BAND_EDGES: tuple[float, ...] = (0.0, 0.5, 0.8, 0.95, 1.0)
-#: Labels in severity order, as the UI and the reports list them.
-REVIEW_LABELS: tuple[str, ...] = ("report_sale", "false_ad", "credential_missing", "testing_service")
 
 
 @dataclass
@@ -81,7 +79,7 @@ def stratum_of(row: dict) -> str:
     >>> stratum_of({"labels": ["testing_service", "false_ad"], "p_report_sale": 0.1, "p_false_ad": 0.9, "p_testing_service": 0.99})
     'false_ad/0.80-0.95'
     """
-    predicted = [x for x in REVIEW_LABELS if x in row["labels"]]
+    predicted = [x for x in ALL_LABEL_NAMES if x in row["labels"]]
     if predicted:
         return f"{predicted[0]}/{band_of(label_score(row, predicted[0]))}"
     return f"none/{band_of(max(float(row[f'p_{x}']) for x in MODEL_LABELS))}"
@@ -201,7 +199,7 @@ def allocate(size: int, populations: dict[str, int]) -> dict[str, int]:
 def _stratum_order(key: str) -> tuple[int, float]:
     """Most severe label first, and within a label the highest band first."""
     label, band = key.split("/")
-    rank = REVIEW_LABELS.index(label) if label in REVIEW_LABELS else len(REVIEW_LABELS)
+    rank = ALL_LABEL_NAMES.index(label) if label in ALL_LABEL_NAMES else len(ALL_LABEL_NAMES)
     return rank, -float(band.split("-")[0])
 
 
@@ -216,7 +214,7 @@ def _pick_uncertain(rows: list[dict], size: int, thresholds: dict[str, float]) -
 
 def _pick_top(rows: list[dict], size: int) -> list:
     def key(row: dict):
-        worst = next((x for x in REVIEW_LABELS if x in row["labels"]), None)
+        worst = next((x for x in ALL_LABEL_NAMES if x in row["labels"]), None)
         top_score = label_score(row, worst) if worst else max(float(row[f"p_{x}"]) for x in MODEL_LABELS)
         return (-severity(row["labels"]), -top_score, row["listing_id"])
 

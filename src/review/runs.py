@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from reportguard.core.errors import InputError
 from reportguard.core.labels import BY_NAME
 from reportguard.serve.outputs import PROB_COLUMNS, iter_rows, run_format, split_labels
 
@@ -30,8 +31,9 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("listing_id", *PROB_COLUMNS, "labels", "dec
 DECISIONS = ("block", "review", "pass")
 
 
-class RunError(ValueError):
-    """The run cannot be reviewed; the message names the file (and row and column when known)."""
+class RunError(InputError):
+    """The run cannot be reviewed; the message names the file (and row and column when known).
+    An InputError (core/errors.py, a ValueError too): the CLI prints it on one line, exit 1."""
 
 
 @dataclass

@@ -29,21 +29,21 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from reportguard.core.columns import REPO_ROOT
+from reportguard.core import paths
+from reportguard.core.labels import ALL_LABEL_NAMES
 
-from .queue import REVIEW_LABELS, Queue
+from .queue import Queue
 from .schema import HistoryRow, ItemRow, QueueRow, VerdictRow
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DB = REPO_ROOT / "reviews" / "verdicts.sqlite"
 ROLES = ("review", "adjudication")
 MAX_COMMENT = 5000
 MAX_REVIEWER = 100
 
 
 def default_url() -> str:
-    """$REPORTGUARD_REVIEW_DB, else reviews/verdicts.sqlite at the repository root."""
-    return os.environ.get("REPORTGUARD_REVIEW_DB") or f"sqlite:///{DEFAULT_DB}"
+    """$REPORTGUARD_REVIEW_DB, else reviews/verdicts.sqlite in the project home (core/paths.py)."""
+    return os.environ.get("REPORTGUARD_REVIEW_DB") or f"sqlite:///{paths.under_home('reviews', 'verdicts.sqlite')}"
 
 
 def safe_url(url: str) -> str:
@@ -115,7 +115,7 @@ class Item:
 
     @property
     def predicted(self) -> list[str]:
-        return [x for x in REVIEW_LABELS if x in self.record.get("labels", [])]
+        return [x for x in ALL_LABEL_NAMES if x in self.record.get("labels", [])]
 
 
 def decisions_for(predicted: list[str], labels: list[str]) -> dict[str, str]:
@@ -125,7 +125,7 @@ def decisions_for(predicted: list[str], labels: list[str]) -> dict[str, str]:
     {'report_sale': 'accept', 'false_ad': 'add', 'testing_service': 'reject'}
     """
     out = {}
-    for label in REVIEW_LABELS:
+    for label in ALL_LABEL_NAMES:
         if label in predicted:
             out[label] = "accept" if label in labels else "reject"
         elif label in labels:
@@ -217,7 +217,7 @@ class Store:
                      role: str = "review", source: str = "web", at: datetime | None = None) -> dict:
         """Record (or update) `reviewer`'s verdict on one item; returns the stored verdict."""
         reviewer = clean_reviewer(reviewer)
-        unknown = [x for x in labels if x not in REVIEW_LABELS]
+        unknown = [x for x in labels if x not in ALL_LABEL_NAMES]
         if unknown:
             raise ValueError(f"unknown label(s) {unknown}")
         if role not in ROLES:
@@ -228,7 +228,7 @@ class Store:
         item = self.item(queue_id, position)
         if item is None:
             raise LookupError(f"queue {queue_id!r} has no item {position}")
-        labels = [x for x in REVIEW_LABELS if x in labels]
+        labels = [x for x in ALL_LABEL_NAMES if x in labels]
         decisions = decisions_for(item.predicted, labels)
         model_version = str(item.record.get("model_version") or (self.queue_header(queue_id) or {}).get("model_version", ""))
         for attempt in (1, 2):

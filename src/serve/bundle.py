@@ -14,8 +14,10 @@ A bundle directory (models/<name>/, models/current -> the latest) holds:
 
 `load_bundle` refuses a bundle with a missing file, a file whose SHA-256 differs from
 bundle.json (tampered or half-copied), a different label list, or a different normaliser version
-(the model would read text normalised differently from how it was trained). Only onnxruntime,
-tokenizers and numpy are imported here.
+(the model would read text normalised differently from how it was trained). The format and its
+checks are core's (core/bundle_format.py: `BundleMeta`, read, validate, hash, seal), shared with
+the exporter; this module turns a checked bundle into sessions. Only onnxruntime, tokenizers and
+numpy are imported here.
 
 Integrity: bundle.json carries `content_sha256`, the SHA-256 of bundle.json itself without that
 field (canonical JSON) — which holds the SHA-256 of every file of the bundle: `files` for the
@@ -30,9 +32,7 @@ above 1 blocks nothing), temperatures finite and positive.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -40,46 +40,20 @@ from pathlib import Path
 
 import numpy as np
 
-from reportguard.core.encoding import EncodingSpec, encode, encode_texts, load_tokenizer, pad_batch, pool_max
+# The format itself (fields, validation, hashing, sealing) is core's; these names stay importable
+# from here for callers of the scorer.
+from reportguard.core.bundle_format import (CONTENT_FIELD, FORMAT, REQUIRED_FILES, BundleError, BundleMeta,  # noqa: F401
+                                            bundle_files, check_files, check_other_files, content_hash, dump, read_meta,
+                                            required, seal, sha256_file, validate_fields, validate_meta, validate_thresholds)
+from reportguard.core.calibration import calibrated, decision_cuts, label_array, near_a_cut
+from reportguard.core.encoding import EncodingSpec, encode, encode_texts, length_batches, load_tokenizer, pad_batch, pool_max
 from reportguard.core.labels import MODEL_LABELS
-from reportguard.core.normalize import NORMALIZER_VERSION
-
-FORMAT = "reportguard-bundle/1"
-REQUIRED_FILES = ("model.onnx", "tokenizer.json")
-
-
-class BundleError(Exception):
-    """The bundle cannot be used; the message says which file or field and why."""
 
 
 class GraphError(BundleError):
     """A bundle file passed its hash check but cannot be loaded (a garbage model.onnx or
     tokenizer.json sealed as it is); `reportguard score` exits 1 on it."""
     exit_code = 1
-
-
-CONTENT_FIELD = "content_sha256"
-
-
-def content_hash(meta: dict) -> str:
-    """SHA-256 of bundle.json's content without its own `content_sha256` field (canonical JSON:
-    sorted keys, no whitespace), hence over every file hash it lists."""
-    body = {k: v for k, v in meta.items() if k != CONTENT_FIELD}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")).hexdigest()
-
-
-def bundle_files(path: Path) -> list[str]:
-    """Every file of a bundle directory but bundle.json, as sorted relative POSIX paths."""
-    return sorted(f.relative_to(path).as_posix() for f in path.rglob("*") if f.is_file() and f.name != "bundle.json")
-
-
-def seal(meta: dict, path: Path) -> dict:
-    """`meta` with `other_files` (the hash of every bundle file not in `files`) and
-    `content_sha256`; the caller writes it to path/bundle.json."""
-    meta = {k: v for k, v in meta.items() if k != CONTENT_FIELD}
-    meta["other_files"] = {name: sha256_file(path / name) for name in bundle_files(path) if name not in meta.get("files", {})}
-    meta[CONTENT_FIELD] = content_hash(meta)
-    return meta
 
 
 def seal_bundle(path: str | Path) -> str:
@@ -91,7 +65,7 @@ def seal_bundle(path: str | Path) -> str:
         if not (path / name).exists() or sha256_file(path / name) != expected:
             raise BundleError(f"{path / name}: missing or its SHA-256 differs from bundle.json; refusing to seal")
     meta = seal(meta, path)
-    (path / "bundle.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    (path / "bundle.json").write_text(dump(meta), encoding="utf-8")
     return meta[CONTENT_FIELD]
 
 
@@ -103,61 +77,7 @@ def verify_bundle(path: str | Path) -> list[str]:
         load_bundle(path, threads=1)
     except BundleError as exc:
         problems.append(str(exc))
-    meta = json.loads((path / "bundle.json").read_text(encoding="utf-8"))
-    for name, expected in meta.get("other_files", {}).items():
-        if not (path / name).exists():
-            problems.append(f"{path / name}: missing")
-        elif sha256_file(path / name) != expected:
-            problems.append(f"{path / name}: SHA-256 differs from bundle.json")
-    return problems
-
-
-def validate_thresholds(meta_path: Path, thresholds: dict, block: dict, temperature: dict) -> None:
-    """Flag thresholds finite in (0, 1); block thresholds finite and >= the label's flag threshold
-    (above 1: never block); temperatures finite and > 0. Else a BundleError naming the field."""
-    def number(value, where: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise BundleError(f"{meta_path}: {where} = {value!r} is not a finite number")
-        return float(value)
-    for name in MODEL_LABELS:
-        flag = number(thresholds.get(name), f"thresholds.{name}")
-        if not 0.0 < flag < 1.0:
-            raise BundleError(f"{meta_path}: thresholds.{name} = {flag} is not in (0, 1)")
-        if not number(temperature.get(name), f"temperature.{name}") > 0:
-            raise BundleError(f"{meta_path}: temperature.{name} = {temperature.get(name)} is not positive")
-    for name, value in block.items():
-        if name not in MODEL_LABELS:
-            raise BundleError(f"{meta_path}: decision.block.{name}: not a model label ({', '.join(MODEL_LABELS)})")
-        cut = number(value, f"decision.block.{name}")
-        if cut < float(thresholds[name]):
-            raise BundleError(f"{meta_path}: decision.block.{name} = {cut} is below thresholds.{name} = {thresholds[name]}; "
-                              f"a listing without the label could be blocked")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def decision_cuts(thresholds: dict[str, float], block: dict[str, float]) -> list[np.ndarray]:
-    """Per model label, the calibrated logits at which a decision changes: the flag threshold and,
-    for violation labels, the block threshold. Shared by the scorer and the export gate."""
-    def logit(p: float) -> float:
-        return float(np.log(p / (1.0 - p)))
-    # A block threshold >= 1 blocks nothing: it is no cut.
-    return [np.array(sorted({logit(thresholds[x])} | ({logit(block[x])} if x in block and 0.0 < block[x] < 1.0 else set())))
-            for x in MODEL_LABELS]
-
-
-def near_a_cut(calibrated_logits: np.ndarray, cuts: list[np.ndarray], margin: np.ndarray) -> np.ndarray:
-    """Rows with any label's calibrated logit closer than that label's margin to one of its cuts."""
-    near = np.zeros(len(calibrated_logits), dtype=bool)
-    for j, label_cuts in enumerate(cuts):
-        near |= (np.abs(calibrated_logits[:, j, None] - label_cuts[None, :]) < margin[j]).any(axis=1)
-    return near
+    return problems + check_other_files(read_meta(path), path)
 
 
 @dataclass
@@ -249,7 +169,7 @@ class Bundle:
         return (session or self.session).run(["logits"], {"input_ids": input_ids, "attention_mask": mask})[0]
 
     def calibrate(self, logits: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-logits / self.temperature))
+        return calibrated(logits, self.temperature)
 
     def cuts(self) -> list[np.ndarray]:
         return decision_cuts(self.meta["thresholds"], self.block_thresholds)
@@ -271,19 +191,16 @@ class Bundle:
         """
         encoded = encode(self.tokenizer, texts, self.spec)
         ids = encoded.ids
-        order = np.argsort([len(x) for x in ids], kind="stable")
         window_logits = np.zeros((len(ids), len(MODEL_LABELS)), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+        for idx in length_batches(ids, batch_size):
             window_logits[idx] = self.logits([ids[i] for i in idx])
             if on_batch:
                 on_batch(len(idx))
         logits = pool_max(window_logits, encoded.owner, len(texts))
         if self.fallback_margin is not None and len(texts):
             near_texts = self.near_a_cut(logits)
-            near = order[near_texts[encoded.owner[order]]]  # their windows, still in length order
-            for start in range(0, len(near), batch_size):
-                idx = near[start:start + batch_size]
+            # their windows, batched by length too
+            for idx in length_batches(ids, batch_size, rows=np.flatnonzero(near_texts[encoded.owner])):
                 window_logits[idx] = self.logits([ids[i] for i in idx], self.fallback_session)
             logits[near_texts] = pool_max(window_logits, encoded.owner, len(texts))[near_texts]
             self.fallback_rows += int(near_texts.sum())
@@ -291,58 +208,31 @@ class Bundle:
 
 
 def load_bundle(path: str | Path, threads: int | None = None, verify_hashes: bool = True) -> Bundle:
+    """Read, validate and check a bundle directory (core.bundle_format), ready to score; a
+    BundleError naming the file or field otherwise."""
     path = Path(path)
     meta_path = path / "bundle.json"
-    if not meta_path.exists():
-        raise BundleError(f"{path}: not a model bundle (bundle.json missing); train one with `make train`")
+    meta = read_meta(path)
+    validate_meta(meta, meta_path)
+    check_files(meta, path, verify_hashes)
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{meta_path}: invalid JSON at line {exc.lineno} column {exc.colno}") from exc
-    if meta.get("format") != FORMAT:
-        raise BundleError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    if list(meta.get("labels", [])) != list(MODEL_LABELS):
-        raise BundleError(f"{meta_path}: labels {meta.get('labels')} differ from this reportguard's {list(MODEL_LABELS)}")
-    if meta.get("normalizer_version") != NORMALIZER_VERSION:
-        raise BundleError(f"{meta_path}: trained with normaliser {meta.get('normalizer_version')!r}, "
-                          f"but this reportguard normalises with {NORMALIZER_VERSION!r}; retrain or install the matching version")
-    files = meta.get("files", {})
-    for name in REQUIRED_FILES:
-        if name not in files:
-            raise BundleError(f"{meta_path}: no hash recorded for {name}")
-    computed = content_hash(meta)
-    stored = meta.get(CONTENT_FIELD)
-    if stored is not None and stored != computed:
-        raise BundleError(f"{meta_path}: content hash differs from the content_sha256 sealed at export: bundle.json was edited "
-                          f"(thresholds, hashes or versions); use the bundle as exported, or re-export it")
-    for name, expected in files.items():
-        file = path / name
-        if not file.exists():
-            raise BundleError(f"{file}: missing from the bundle")
-        if verify_hashes and sha256_file(file) != expected:
-            raise BundleError(f"{file}: SHA-256 differs from bundle.json (tampered or incompletely copied)")
-    try:
-        spec = EncodingSpec(**meta["encoding"])
-        validate_thresholds(meta_path, meta["thresholds"], meta["decision"]["block"], meta["temperature"])
-        thresholds = np.array([meta["thresholds"][x] for x in MODEL_LABELS], dtype=np.float32)
-        temperature = np.array([meta["temperature"][x] for x in MODEL_LABELS], dtype=np.float32)
-        block = {k: float(v) for k, v in meta["decision"]["block"].items()}
-        fallback = meta.get("fallback")
-        margin = np.array([float(fallback["margin"][x]) for x in MODEL_LABELS], dtype=np.float32) if fallback else None
-        if fallback and fallback["file"] not in files:
-            raise BundleError(f"{meta_path}: fallback model {fallback['file']!r} has no hash in files")
-        if margin is not None and not (np.isfinite(margin).all() and (margin >= 0).all()):
-            raise BundleError(f"{meta_path}: fallback.margin {fallback['margin']} must be finite and >= 0")
+        spec = EncodingSpec(**required(meta, "encoding"))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BundleError(f"{meta_path}: missing or malformed field {exc}") from exc
-    version = meta["model_version"]
-    if stored is None:
+    validate_fields(meta, meta_path)
+    thresholds = label_array(meta.thresholds).astype(np.float32)
+    temperature = label_array(meta.temperature).astype(np.float32)
+    block = {k: float(v) for k, v in meta.decision["block"].items()}
+    margin = label_array({k: float(v) for k, v in meta.fallback["margin"].items()}).astype(np.float32) if meta.fallback else None
+    computed = meta.content_hash()
+    version = meta.model_version
+    if not meta.sealed:
         version = f"{version}+{computed[:8]}"
         print(f"warning: {meta_path}: not sealed (no content_sha256; exported before bundles were sealed): its edits cannot be "
               f"detected, so it runs as model_version {version}; seal it with `python -m reportguard.serve.bundle seal {path}`",
               file=sys.stderr)
     threads = threads or int(os.environ.get("REPORTGUARD_THREADS", 0)) or (os.cpu_count() or 1)
-    return Bundle(path, meta, spec, thresholds, temperature, block, threads, fallback_margin=margin,
+    return Bundle(path, meta.to_dict(), spec, thresholds, temperature, block, threads, fallback_margin=margin,
                   content_sha256=computed, version=version)
 
 

@@ -10,45 +10,17 @@ Two sources, both cheap enough for batch scoring:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from reportguard.core.normalize import normalize_with_offsets
+from reportguard.core.normalize import FieldText, listing_text_with_offsets, locate  # noqa: F401  (FieldText: re-exported)
 from reportguard.core.phrases import find_phrases
 
 _CLAUSE = re.compile(r"[^,.!?;:。，！？；：、()\[\]【】《》\"' ]+")
 
 
-@dataclass
-class FieldText:
-    """One field's original text, its normalised form and the offset map between them."""
-    field: str
-    original: str
-    normalised: str
-    offsets: list[int]
-
-    def original_span(self, start: int, end: int) -> tuple[int, int]:
-        """Normalised [start, end) -> original [start, end)."""
-        return self.offsets[start], self.offsets[end - 1] + 1
-
-
-def prepare(title: str, description: str) -> tuple[str, list[FieldText]]:
-    """The model text (same as core.normalize.listing_text) and the per-field offset maps."""
-    fields = []
-    for name, text in (("title", title), ("description", description or "")):
-        norm, offsets = normalize_with_offsets(text)
-        fields.append(FieldText(name, text, norm, offsets))
-    title_n, desc_n = fields[0].normalised, fields[1].normalised
-    return (f"{title_n} {desc_n}" if desc_n else title_n), fields
-
-
-def locate(fields: list[FieldText], start: int, end: int) -> tuple[FieldText, int, int] | None:
-    """Map a span of the model text to (field, start, end) in that field's normalised text."""
-    title_len = len(fields[0].normalised)
-    if end <= title_len:
-        return fields[0], start, end
-    if start > title_len:
-        return fields[1], start - title_len - 1, end - title_len - 1
-    return None  # straddles the joining space: not a real span
+# The model text and the per-field offset maps come from the same function as the model input
+# (core.normalize.listing_text is its first value), so evidence offsets always match what the
+# model read; tests/test_contract.py ties the two together.
+prepare = listing_text_with_offsets
 
 
 def span_evidence(label: str, source: str, fields: list[FieldText], start: int, end: int) -> dict | None:

@@ -22,14 +22,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-from reportguard.core.labels import BY_NAME, MODEL_LABELS
+from reportguard.core.atomic import atomic_path
+from reportguard.core.errors import InputError
+from reportguard.core.labels import BY_NAME, PROB_COLUMNS
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-SCORE_COLUMNS = ["listing_id", "p_report_sale", "p_false_ad", "p_testing_service", "labels", "decision", "evidence", "model_version"]
-#: The probability columns, one per model label.
-PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in MODEL_LABELS)
+#: The scored output's own columns, in order (pass-through columns follow). PROB_COLUMNS (one per
+#: model label, from core.labels) stays importable from here.
+SCORE_COLUMNS = ["listing_id", *PROB_COLUMNS, "labels", "decision", "evidence", "model_version"]
 #: What makes a file a scored run for `iter_run`; readers that need more pass their own `required`.
 REQUIRED_COLUMNS: tuple[str, ...] = ("listing_id", "labels", "decision")
 FORMATS: tuple[str, ...] = ("parquet", "jsonl", "csv")
@@ -40,7 +42,7 @@ def _format_of(path: Path, what: str) -> str:
     for fmt in FORMATS:
         if name.endswith("." + fmt):
             return fmt
-    raise ValueError(f"{path}: {what} must end in .parquet, .jsonl or .csv (optionally .gz)")
+    raise InputError(f"{path}: {what} must end in .parquet, .jsonl or .csv (optionally .gz)")
 
 
 def output_format(path: Path) -> str:
@@ -62,8 +64,8 @@ def rows_to_table(rows: list[dict], passthrough: list[str]) -> pa.Table:
     columns = {c: [r[c] for r in rows] for c in SCORE_COLUMNS}
     for c in passthrough:
         columns[c] = [_as_text(r.get(c)) for r in rows]
-    schema = pa.schema([("listing_id", pa.string()), ("p_report_sale", pa.float32()), ("p_false_ad", pa.float32()),
-                        ("p_testing_service", pa.float32()), ("labels", pa.list_(pa.string())), ("decision", pa.string()),
+    schema = pa.schema([("listing_id", pa.string()), *[(c, pa.float32()) for c in PROB_COLUMNS],
+                        ("labels", pa.list_(pa.string())), ("decision", pa.string()),
                         ("evidence", pa.string()), ("model_version", pa.string())]
                        + [(c, pa.string()) for c in passthrough])
     return pa.table(columns, schema=schema)
@@ -90,10 +92,9 @@ def assemble(parts: list[Path], out: Path) -> int:
         # "_" columns (dedup keys, cached attributions) serve resumption only; they are not output.
         names += [n for n in s.names if n not in names and not n.startswith("_")]
     unified = pa.schema([next(s.field(n) for s in schemas if n in s.names) for n in names])
-    tmp = out.with_name(f".{out.name}.tmp")
     rows = 0
     opener = gzip.open if out.name.lower().endswith(".gz") else open
-    try:
+    with atomic_path(out) as tmp:  # no partial output: after a failure (a full disk) the temp file goes
         if fmt == "parquet":
             writer = pq.ParquetWriter(str(tmp), unified, compression="zstd")
             try:
@@ -117,9 +118,6 @@ def assemble(parts: list[Path], out: Path) -> int:
                     else:
                         for row in table.to_pylist():
                             fh.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)  # no partial output: after a failure (a full disk) the temp file goes
     return rows
 
 
@@ -153,14 +151,14 @@ def iter_rows(path: str | Path, columns: Iterable[str] | None = None, batch_size
               required: Iterable[str] = REQUIRED_COLUMNS) -> Iterator[dict]:
     """Rows of a scored run as stored, untyped: `labels` is still a pipe-separated string in CSV.
 
-    For readers that type and validate rows themselves (the review tool). Raises ValueError naming
-    the file for a bad name, a missing `required` column (checked on the header, or on the first
-    JSONL row) or a line that is not a JSON object; FileNotFoundError when there is no such file.
+    For readers that type and validate rows themselves (the review tool). Raises InputError (a
+    ValueError; core/errors.py) naming the file for a bad name, no such file, a missing `required`
+    column (checked on the header, or on the first JSONL row) or a line that is not a JSON object.
     """
     path = Path(path)
     fmt = run_format(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such scored run")
+        raise InputError(f"{path}: no such scored run")
     reader = {"parquet": _parquet_rows, "jsonl": _jsonl_rows, "csv": _csv_rows}[fmt]
     return reader(path, None if columns is None else list(columns), batch_size, tuple(required))
 
@@ -174,7 +172,7 @@ def _parquet_rows(path: Path, columns, batch_size: int, required) -> Iterator[di
         import pyarrow.dataset as ds
         dataset = ds.dataset(path, format="parquet", partitioning="hive")
         if not dataset.files:
-            raise ValueError(f"{path}: a directory with no Parquet files; is this a `reportguard score` output?")
+            raise InputError(f"{path}: a directory with no Parquet files; is this a `reportguard score` output?")
         names = dataset.schema.names
         batches = lambda wanted: dataset.to_batches(columns=wanted, batch_size=batch_size)  # noqa: E731
     else:
@@ -204,9 +202,9 @@ def _jsonl_rows(path: Path, columns, batch_size: int, required) -> Iterator[dict
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {line_no}: invalid JSON ({exc.msg})") from exc
+                raise InputError(f"{path}: line {line_no}: invalid JSON ({exc.msg})") from exc
             if not isinstance(row, dict):
-                raise ValueError(f"{path}: line {line_no}: a row must be a JSON object")
+                raise InputError(f"{path}: line {line_no}: a row must be a JSON object")
             if not checked:
                 _check_columns(path, row, required)
                 checked = True
@@ -226,7 +224,7 @@ def _check_columns(path: Path, columns, required) -> None:
     present = set(columns)
     missing = [c for c in required if c not in present]
     if missing:
-        raise ValueError(f"{path}: required column(s) {missing} missing; is this a `reportguard score` output?")
+        raise InputError(f"{path}: required column(s) {missing} missing; is this a `reportguard score` output?")
 
 
 def split_labels(value: str) -> list[str]:
@@ -242,12 +240,12 @@ def _typed(row: dict) -> dict:
     row["labels"] = list(labels or [])
     unknown = [x for x in row["labels"] if x not in BY_NAME]
     if unknown:
-        raise ValueError(f"listing {row.get('listing_id')!r}: unknown label(s) {unknown}")
+        raise InputError(f"listing {row.get('listing_id')!r}: unknown label(s) {unknown}")
     for column in PROB_COLUMNS:
         value = row.get(column)
         value = float(value) if value not in (None, "") else 0.0
         if not 0.0 <= value <= 1.0:  # also false for NaN
-            raise ValueError(f"listing {row.get('listing_id')!r}: {column} = {value} is not a probability")
+            raise InputError(f"listing {row.get('listing_id')!r}: {column} = {value} is not a probability")
         row[column] = value
     row["listing_id"] = "" if row.get("listing_id") is None else str(row["listing_id"])
     return row

@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 
 import mlflow.pyfunc
+import pandas as pd
 
 from reportguard.core.records import TEXT_COLUMNS, ReadOptions, validate_row
 
@@ -45,38 +46,39 @@ class BundleModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.bundle = load_bundle(context.artifacts["bundle"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         return score_frame(self.bundle, model_input, (params or {}).get("attribution", "occlusion"))
 
 
-def score_frame(bundle, frame, attribution: str = "occlusion"):
-    """Score a DataFrame (or a list of dicts) with `bundle`: one output row per input row."""
-    import pandas as pd
-
+def score_frame(bundle, frame, attribution: str = "occlusion") -> pd.DataFrame:
+    """Score a DataFrame (or a list of dicts) with `bundle`: one output row per input row. Columns
+    carry the scorer's canonical names (listing_id, title, ...); header aliases are not mapped."""
     if attribution not in ("occlusion", "none"):
         raise ValueError(f"attribution must be 'occlusion' or 'none', not {attribution!r}")
     frame = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(list(frame))
     options = ReadOptions(reject_duplicate_ids=False)
-    records, errors = [], []
-    for line, row in enumerate(frame.to_dict("records"), start=1):
-        row = {str(k): (None if _missing(v) else v) for k, v in row.items()}
-        reject = validate_row(row, Path("<input>"), line, options, None)
-        records.append(None if reject else row)
-        errors.append(reject.reason if reject else None)
-    scored, _ = score_records([r for r in records if r is not None], bundle, TextCache(),
+    checked = []  # (row as the reader leaves it, its Reject or None)
+    for line, raw in enumerate(frame.to_dict("records"), start=1):
+        row = {str(k): (None if _missing(v) else v) for k, v in raw.items()}
+        checked.append((row, validate_row(row, Path("<input>"), line, options, None)))
+    scored, _ = score_records([row for row, reject in checked if reject is None], bundle, TextCache(),
                               ScoreOptions(attribution=attribution), passthrough=[])
-    scored_rows = iter(scored)
+    scored = iter(scored)
     out = []
-    for record, error, raw in zip(records, errors, frame.to_dict("records")):
-        if record is None:
-            ident = raw.get("listing_id")
-            out.append({"listing_id": None if _missing(ident) else str(ident), "p_report_sale": math.nan,
-                        "p_false_ad": math.nan, "p_testing_service": math.nan, "labels": [], "decision": None,
-                        "evidence": "[]", "model_version": bundle.model_version, "error": error})
+    for row, reject in checked:
+        if reject is None:
+            result = next(scored)
+            out.append({c: result[c] for c in SCORE_COLUMNS} | {"error": None})
         else:
-            row = next(scored_rows)
-            out.append({c: row[c] for c in SCORE_COLUMNS} | {"error": None})
+            out.append(_refused(row, reject.reason, bundle))
     return pd.DataFrame(out, columns=OUTPUT_COLUMNS)
+
+
+def _refused(row: dict, reason: str, bundle) -> dict:
+    ident = row.get("listing_id")
+    return {"listing_id": None if ident is None else str(ident), "p_report_sale": math.nan, "p_false_ad": math.nan,
+            "p_testing_service": math.nan, "labels": [], "decision": None, "evidence": "[]",
+            "model_version": bundle.model_version, "error": reason}
 
 
 def signature():
@@ -92,9 +94,7 @@ def signature():
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
-def input_example():
-    import pandas as pd
-
+def input_example() -> pd.DataFrame:
     return pd.DataFrame([
         {"listing_id": "example-1", "title": "代办各类质检报告 不用寄样 当天出", "description": "CMA报告可查 加V详谈",
          "platform": "example", "shop_id": "s1", "shop_name": "检测服务店", "qualification": ""},
@@ -107,5 +107,4 @@ def _missing(value) -> bool:
     """None, NaN or pandas' NA: a cell left empty in a DataFrame."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return True
-    import pandas as pd
     return value is pd.NA or value is pd.NaT

@@ -12,9 +12,12 @@ Per chunk of input rows (chunk boundaries depend only on the input):
 A rerun of the same command skips committed chunks and rebuilds the dedup cache from them, so the
 result after `kill -9` and a rerun is identical to an uninterrupted run. When every chunk is
 done, the parts are assembled into OUT (temp file + rename), with OUT.rejects.jsonl and
-OUT.manifest.json beside it; a rerun of a finished run is a no-op. The run state (inputs' hashes,
-the bundle's content hash, the options) is recorded; a rerun with anything else starts over and
-says what changed. No torch or transformers is imported on this path.
+OUT.manifest.json beside it; a rerun of a finished run is a no-op. The run state (inputs' paths,
+sizes and modification times, the bundle's content hash, the options) is recorded; a rerun with anything else starts over and
+says what changed. Inputs are checked (they exist, have a known format and the required columns,
+and OUT is none of them) before the bundle loads; each input's SHA-256 is computed while it is
+read (InputTap), not in a pass before, and goes into the manifest's `inputs`; the progress bar
+starts at once, in bytes read for text input. No torch or transformers is imported on this path.
 
 Refusals and failures: an OUT that is (or would overwrite) an input file is refused; a second
 scorer on the same OUT is refused by an advisory lock (OUT.lock, fcntl) naming the holder's PID;
@@ -26,7 +29,6 @@ of entries in memory and spill the rest to SQLite under OUT.parts.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -41,9 +43,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from reportguard.core.atomic import atomic_path, temp_path, write_text_atomic
 from reportguard.core.columns import load_column_map
-from reportguard.core.credentials import find_credentials
-from reportguard.core.labels import CREDENTIAL_MISSING, MODEL_LABELS, TESTING_SERVICE
+from reportguard.core.errors import ReportguardError, UsageError
+from reportguard.core.credentials import with_derived_labels
+from reportguard.core.labels import MODEL_LABELS, PROB_COLUMNS, TESTING_SERVICE
 from reportguard.core.normalize import NORMALIZER_VERSION
 from reportguard.core.records import (Chunk, ReadOptions, SpillStore, check_headers, iter_chunks, list_input_files,
                                       read_failure)
@@ -71,7 +75,7 @@ class ScoreOptions:
     memory_ids: int = 250_000  # listing ids kept in memory by the duplicate check; then it spills
 
 
-class ScoreError(Exception):
+class ScoreError(ReportguardError):
     """The run was refused or stopped; the message is one line naming the file and the cause.
     `reportguard score` prints it and exits 1."""
     exit_code = 1
@@ -150,13 +154,13 @@ class TextCache:
                             for k, (p, occ) in batch])
 
     def load_part(self, part: Path) -> None:
-        table = pq.read_table(part, columns=["_key", "p_report_sale", "p_false_ad", "p_testing_service", "_occlusion"])
+        table = pq.read_table(part, columns=["_key", *PROB_COLUMNS, "_occlusion"])
         cols = table.to_pydict()
         known = self.get_many(list(dict.fromkeys(cols["_key"])))
         new: dict[str, tuple[np.ndarray, list]] = {}
-        for k, a, b, c, occ in zip(cols["_key"], cols["p_report_sale"], cols["p_false_ad"], cols["p_testing_service"], cols["_occlusion"]):
+        for i, (k, occ) in enumerate(zip(cols["_key"], cols["_occlusion"])):
             if k not in known and k not in new:
-                new[k] = (np.array([a, b, c], dtype=np.float32), json.loads(occ))
+                new[k] = (np.array([cols[c][i] for c in PROB_COLUMNS], dtype=np.float32), json.loads(occ))
         self.put_many(new)
 
     def close(self) -> None:
@@ -176,14 +180,17 @@ def decide(labels: list[str], probs: np.ndarray, bundle: Bundle) -> str:
 
 
 def run_state(files: list[Path], bundle: Bundle, options: ScoreOptions) -> dict:
-    """What a run depends on: a resumed run must match it exactly. The bundle's content hash
-    covers bundle.json (thresholds included) and every file it lists."""
+    """What a run depends on: a resumed run must match it exactly. Inputs by path, size and
+    modification time (their SHA-256 is computed while they are read and goes into the manifest's
+    `inputs`: hashing them here would be a full pass over every input before the first row). The
+    bundle's content hash covers bundle.json (thresholds included) and every file it lists."""
     inputs = []
     for f in files:
         try:
-            inputs.append({"path": str(f), "bytes": f.stat().st_size, "sha256": sha256_file(f)})
+            st = f.stat()
         except OSError as exc:
             raise read_failure(f, exc) from exc
+        inputs.append({"path": str(f), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns})
     return {"inputs": inputs,
             "model_version": bundle.model_version, "bundle_sha256": bundle.content_sha256, "model_files": bundle.meta["files"],
             "normalizer_version": NORMALIZER_VERSION,
@@ -209,23 +216,106 @@ def what_changed(previous: dict | None, state: dict) -> str:
     return "a run with " + (", ".join(reasons) or "another reportguard version")
 
 
-def estimate_rows(files: list[Path]) -> int:
-    """Rows to expect, for the progress bar: Parquet metadata, else newline count. Reads every
-    text input to its end, so a truncated or corrupt archive fails here, before any output."""
-    total = 0
-    for f in files:
-        try:
-            if f.name.lower().endswith(".parquet"):
-                total += pq.ParquetFile(f).metadata.num_rows
-                continue
-            opener = gzip.open if f.name.lower().endswith(".gz") else open
-            with opener(f, "rb") as fh:
-                total += sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 22), b""))
-        except (EOFError, OSError, gzip.BadGzipFile) as exc:
-            raise read_failure(f, exc) from exc
-        if ".csv" in f.name.lower() or ".tsv" in f.name.lower():
-            total -= 1
-    return max(total, 0)
+class InputTap:
+    """Hashes and counts each input's bytes as the reader takes them (ReadOptions.on_bytes): no
+    pass over the inputs before the first row is scored. Parquet files are read by pyarrow, not
+    through the tap; they, and any file the tap did not see whole, are hashed after reading.
+
+    The progress bar's unit comes from here too: bytes read (compressed bytes for .gz) when any
+    input is CSV or JSONL, so the bar starts at once and needs no row count; rows from the
+    Parquet metadata when every input is Parquet."""
+
+    def __init__(self, files: list[Path]):
+        self.files = files
+        self.hashers: dict[str, "hashlib._Hash"] = {}
+        self.seen: dict[str, int] = {}
+        self.total = 0  # bytes read so far, all files
+        self.taken = 0  # bytes already handed to a chunk's progress weight
+        self.parquet_rows: dict[str, int] = {}
+        for f in files:
+            if _is_parquet(f):
+                try:
+                    self.parquet_rows[str(f)] = pq.ParquetFile(f).metadata.num_rows
+                except Exception as exc:  # a corrupt footer: the header check already named the file
+                    raise read_failure(f, exc) from exc
+        self.unit = "rows" if len(self.parquet_rows) == len(files) else "bytes"
+
+    def __call__(self, path: Path, block: bytes) -> None:
+        key = str(path)
+        hasher = self.hashers.get(key)
+        if hasher is None:
+            hasher = self.hashers[key] = hashlib.sha256()
+        hasher.update(block)
+        self.seen[key] = self.seen.get(key, 0) + len(block)
+        self.total += len(block)
+
+    def progress_total(self) -> int:
+        if self.unit == "rows":
+            return sum(self.parquet_rows.values())
+        return sum(f.stat().st_size for f in self.files)
+
+    def chunk_weight(self, chunk: Chunk) -> float:
+        """The chunk's share of the bar: its rows, or the bytes read for it (for a Parquet file
+        among text files: its size in proportion to the chunk's rows)."""
+        if self.unit == "rows":
+            return chunk.rows_in
+        rows = self.parquet_rows.get(chunk.file)
+        if rows is not None:
+            return Path(chunk.file).stat().st_size * chunk.rows_in / max(rows, 1)
+        weight, self.taken = self.total - self.taken, self.total
+        return weight
+
+    def digests(self) -> list[dict]:
+        """Per input: path, bytes and SHA-256 (from the bytes read, or hashed now if not seen whole)."""
+        out = []
+        for f in self.files:
+            size = f.stat().st_size
+            key = str(f)
+            if key in self.hashers and self.seen.get(key) == size:
+                digest = self.hashers[key].hexdigest()
+            else:
+                try:
+                    digest = sha256_file(f)
+                except OSError as exc:
+                    raise read_failure(f, exc) from exc
+            out.append({"path": key, "bytes": size, "sha256": digest})
+        return out
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.name.lower().endswith(".parquet")
+
+
+def check_inputs(inputs: list[str], out: Path, options: ScoreOptions) -> tuple[list[Path], ReadOptions]:
+    """Everything about the command line and the inputs that can be checked before the bundle
+    loads: OUT's extension, that every input exists and has a known format (a missing file is
+    named as such), OUT is no input, and every file has the required columns."""
+    try:
+        output_format(out)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    files = list_input_files(inputs)
+    check_output_path(out, inputs, files)
+    read_options = ReadOptions(chunk_size=options.chunk_size, encoding=options.encoding,
+                               column_map=load_column_map(options.columns), memory_ids=options.memory_ids)
+    check_headers(files, read_options)  # a missing required column stops the run before any work
+    return files, read_options
+
+
+def summary(manifest: dict) -> str:
+    """The end of a run in words: counts, decisions, time, and where the output, the rejects and
+    the manifest are."""
+    rows, seconds = manifest["rows"], manifest["seconds"]["total"]
+    decisions = manifest.get("decisions") or {}
+    shown = ", ".join(f"{decisions[d]:,} {d}" for d in ("block", "review", "pass") if d in decisions) or "none"
+    out = manifest["output"]
+    lines = [f"scored {rows['accepted']:,} of {rows['in']:,} rows ({rows['rejected']:,} rejected, {rows['unique']:,} unique "
+             f"texts) in {seconds:.1f} s with model {manifest['model_version']}",
+             f"  decisions: {shown}",
+             f"  output:    {out}",
+             f"  rejects:   {manifest.get('rejects') or f'{out}.rejects.jsonl'} ({rows['rejected']:,} rows)",
+             f"  manifest:  {out}.manifest.json"]
+    return "\n".join(lines)
 
 
 def output_paths(out: Path) -> list[Path]:
@@ -301,16 +391,10 @@ class OutputLock:
 def score(inputs: list[str], output: str | Path, options: ScoreOptions | None = None) -> dict:
     options = options or ScoreOptions()
     out = Path(output)
-    output_format(out)  # fail on a bad extension before any work
+    files, read_options = check_inputs(inputs, out, options)  # before the bundle loads
     bundle = load_bundle(options.model, threads=options.threads)
     bundle.check_loadable()  # an unloadable graph or tokenizer fails here, naming the file
-    files = list_input_files(inputs)
-    check_output_path(out, inputs, files)
-    read_options = ReadOptions(chunk_size=options.chunk_size, encoding=options.encoding,
-                               column_map=load_column_map(options.columns), memory_ids=options.memory_ids)
-    check_headers(files, read_options)  # a missing required column stops the run before any work
     state = run_state(files, bundle, options)
-    expected_rows = estimate_rows(files)
     manifest_path = Path(f"{out}.manifest.json")
     if out.exists() and manifest_path.exists():
         try:
@@ -326,7 +410,7 @@ def score(inputs: list[str], output: str | Path, options: ScoreOptions | None = 
         out.parent.mkdir(parents=True, exist_ok=True)
         with OutputLock(out):
             try:
-                return _run(files, out, parts_dir, manifest_path, state, expected_rows, bundle, read_options, options)
+                return _run(files, out, parts_dir, manifest_path, state, bundle, read_options, options)
             except BaseException:
                 _clean_up_after_failure(out, parts_dir)
                 raise
@@ -334,7 +418,8 @@ def score(inputs: list[str], output: str | Path, options: ScoreOptions | None = 
         raise _write_failure(exc, out, parts_dir) from exc
 
 
-def _run(files: list[Path], out: Path, parts_dir: Path, manifest_path: Path, state: dict, expected_rows: int,
+# Long: a run's lifecycle in order (resume check, chunks, assembly, manifest) around one cache that must close.
+def _run(files: list[Path], out: Path, parts_dir: Path, manifest_path: Path, state: dict,
          bundle: Bundle, read_options: ReadOptions, options: ScoreOptions) -> dict:
     state_path = parts_dir / "state.json"
     if parts_dir.exists():
@@ -360,7 +445,9 @@ def _run(files: list[Path], out: Path, parts_dir: Path, manifest_path: Path, sta
             print(f"resuming: {len(done)} chunk(s) already committed, {len(cache)} unique texts cached")
 
         started = time.perf_counter()
-        progress = _Progress(expected_rows, options.progress)
+        tap = InputTap(files)
+        read_options.on_bytes = tap  # inputs are hashed, and the bar moves, as they are read
+        progress = _Progress(tap.progress_total(), options.progress, tap.unit)
         passthrough: list[str] = []
         stats: list[ChunkStats] = []
         for index, chunk in enumerate(iter_chunks(files, read_options)):
@@ -374,10 +461,13 @@ def _run(files: list[Path], out: Path, parts_dir: Path, manifest_path: Path, sta
                                      f"delete {parts_dir} and score again")
                 st.encodings, st.warnings, st.ids_trimmed = chunk.encodings, chunk.warnings, chunk.ids_trimmed
                 stats.append(st)
-                progress.finish_chunk(chunk.rows_in)
+                progress.start_chunk(tap.chunk_weight(chunk))
+                progress.finish_chunk()
                 continue
+            progress.start_chunk(tap.chunk_weight(chunk))
             stats.append(_score_chunk(index, chunk, bundle, cache, options, parts_dir, passthrough, progress))
         progress.close()
+        inputs = tap.digests()
 
         parts = [parts_dir / f"chunk-{s.index:06d}.parquet" for s in stats] or [_empty_part(parts_dir)]
         t0 = time.perf_counter()
@@ -385,13 +475,11 @@ def _run(files: list[Path], out: Path, parts_dir: Path, manifest_path: Path, sta
         rows_out = assemble(parts, out)
         _assemble_rejects(parts_dir, stats, Path(f"{out}.rejects.jsonl"))
         manifest = _manifest(state, stats, cache, bundle, out, rows_out, time.perf_counter() - started, time.perf_counter() - t0, len(done))
+        manifest = {"inputs": inputs, **manifest}
     finally:
         cache.close()
     _write_atomic(manifest_path, _json_text(manifest))
     shutil.rmtree(parts_dir)
-    rows = manifest["rows"]
-    print(f"{out}: {rows['in']} rows in, {rows['accepted']} scored, {rows['rejected']} rejected "
-          f"({rows['unique']} unique texts); decisions {manifest['decisions']}; {manifest['seconds']['total']:.1f}s")
     for warning in manifest["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     return manifest
@@ -400,7 +488,7 @@ def _run(files: list[Path], out: Path, parts_dir: Path, manifest_path: Path, sta
 def _clean_up_after_failure(out: Path, parts_dir: Path) -> None:
     """No partial output: temp files go; committed chunks stay (a rerun resumes from them) unless
     there are none, in which case OUT.parts goes too."""
-    for tmp in (out.with_name(f".{p.name}.tmp") for p in output_paths(out)):
+    for tmp in map(temp_path, output_paths(out)):
         tmp.unlink(missing_ok=True)
     if parts_dir.is_dir():
         for stale in list(parts_dir.glob("rg-spill-*")) + list(parts_dir.glob(".*.tmp")):
@@ -480,18 +568,16 @@ def score_records(records: list[dict], bundle: Bundle, cache: TextCache, options
     rows = []
     for record, (text, fields), key in zip(records, prepared, keys):
         probs, occl = known[key]
-        labels = [x for x, p, t in zip(MODEL_LABELS, probs, bundle.thresholds) if p >= t]
-        if TESTING_SERVICE.name in labels and not find_credentials(f"{record['title']}\n{record.get('description') or ''}",
-                                                                    record.get("qualification") or ""):
-            labels.insert(labels.index(TESTING_SERVICE.name), CREDENTIAL_MISSING.name)
+        labels = with_derived_labels([x for x, p, t in zip(MODEL_LABELS, probs, bundle.thresholds) if p >= t],
+                                     record["title"], record.get("description"), record.get("qualification"))
         evidence = lexicon_evidence(text, fields, set(labels))
         for label, s, e in occl:
             if label in labels:
                 ev = span_evidence(label, "occlusion", fields, s, e)
                 if ev:
                     evidence.append(ev)
-        row = {"listing_id": record["listing_id"], "p_report_sale": float(probs[0]), "p_false_ad": float(probs[1]),
-               "p_testing_service": float(probs[2]), "labels": labels, "decision": decide(labels, probs, bundle),
+        row = {"listing_id": record["listing_id"], **{c: float(p) for c, p in zip(PROB_COLUMNS, probs)},
+               "labels": labels, "decision": decide(labels, probs, bundle),
                "evidence": json.dumps(evidence, ensure_ascii=False), "model_version": bundle.model_version,
                "_key": key, "_occlusion": json.dumps(occl)}
         for column, value in record.items():
@@ -524,8 +610,9 @@ def _score_chunk(index: int, chunk: Chunk, bundle: Bundle, cache: TextCache, opt
                  parts_dir: Path, passthrough: list[str], progress) -> ChunkStats:
     st = ChunkStats(index, rows_in=chunk.rows_in, accepted=len(chunk.records), rejected=len(chunk.rejects),
                     encodings=chunk.encodings, warnings=chunk.warnings, ids_trimmed=chunk.ids_trimmed)
-    # Progress moves by texts scored; scaled to rows it is approximate, and finish_chunk makes it exact.
-    per_text = chunk.rows_in / max(len(chunk.records), 1)
+    # Progress moves by texts scored, as a share of the chunk's weight (rows or bytes read);
+    # approximate, and finish_chunk makes it exact.
+    per_text = 1 / max(len(chunk.records), 1)
     rows, info = score_records(chunk.records, bundle, cache, options, passthrough,
                                on_batch=lambda n: progress.update(n * per_text))
     st.new_texts, st.truncated = info["new_texts"], info["truncated"]
@@ -534,12 +621,11 @@ def _score_chunk(index: int, chunk: Chunk, bundle: Bundle, cache: TextCache, opt
     _write_atomic(parts_dir / f"chunk-{index:06d}.rejects.jsonl",
                   "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in chunk.rejects))
     table = rows_to_table(rows, [c for c in passthrough if any(c in r for r in rows)] + ["_key", "_occlusion"])
-    tmp = parts_dir / f".chunk-{index:06d}.parquet.tmp"
-    pq.write_table(table, tmp)
-    st.seconds = dict(info["seconds"], write=time.perf_counter() - t3)
-    _write_atomic(parts_dir / f"chunk-{index:06d}.json", json.dumps(asdict(st)))
-    tmp.replace(parts_dir / f"chunk-{index:06d}.parquet")
-    progress.finish_chunk(chunk.rows_in)
+    with atomic_path(parts_dir / f"chunk-{index:06d}.parquet") as tmp:
+        pq.write_table(table, tmp)
+        st.seconds = dict(info["seconds"], write=time.perf_counter() - t3)
+        _write_atomic(parts_dir / f"chunk-{index:06d}.json", json.dumps(asdict(st)))
+    progress.finish_chunk()
     return st
 
 
@@ -575,14 +661,10 @@ def _occlusion(texts: list[str], probs: np.ndarray, bundle: Bundle, options: Sco
 
 
 def _assemble_rejects(parts_dir: Path, stats: list[ChunkStats], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as out:
             for s in stats:
                 out.write((parts_dir / f"chunk-{s.index:06d}.rejects.jsonl").read_text(encoding="utf-8"))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _manifest(state: dict, stats: list[ChunkStats], cache: TextCache, bundle: Bundle, out: Path, rows_out: int,
@@ -633,37 +715,41 @@ def _empty_part(parts_dir: Path) -> Path:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        # backslashreplace: a stray surrogate must never make a reject unwritable
-        with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as fh:
-            fh.write(text)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # backslashreplace: a stray surrogate must never make a reject unwritable
+    write_text_atomic(path, text, errors="backslashreplace")
 
 
 class _Progress:
-    """tqdm in rows with rows/s and ETA. Inference reports fractions of a chunk as batches finish;
-    finish_chunk tops the bar up to the chunk's exact row count."""
+    """tqdm with rate and ETA, in rows (all-Parquet input) or bytes read (InputTap.unit); it
+    starts at once, before any row is scored. Each chunk has a weight (its rows, or the bytes read
+    for it); inference reports fractions of the chunk as batches finish, and finish_chunk tops the
+    bar up to the chunk's exact weight."""
 
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int, enabled: bool, unit: str = "rows"):
         from tqdm import tqdm
-        self.bar = tqdm(total=total, unit="rows", unit_scale=True, disable=not enabled, dynamic_ncols=True, smoothing=0.1)
-        self._partial = 0.0  # rows reported so far for the chunk in progress
+        in_bytes = unit == "bytes"
+        self.bar = tqdm(total=total, unit="B" if in_bytes else "rows", unit_scale=True, unit_divisor=1024 if in_bytes else 1000,
+                        disable=not enabled, dynamic_ncols=True, smoothing=0.1)
+        self.bar.refresh()  # shown now, not when the first chunk is done
+        self._weight = 0.0  # the chunk in progress
+        self._partial = 0.0  # its share reported so far
         self._shown = 0
 
-    def update(self, n: float) -> None:
-        self._partial += n
-        step = int(self._partial) - self._shown
+    def start_chunk(self, weight: float) -> None:
+        self._weight, self._partial, self._shown = weight, 0.0, 0
+
+    def update(self, fraction: float) -> None:
+        self._partial += fraction * self._weight
+        step = int(min(self._partial, self._weight)) - self._shown
         if step > 0:
             self.bar.update(step)
             self._shown += step
 
-    def finish_chunk(self, rows: int) -> None:
-        if rows > self._shown:
-            self.bar.update(rows - self._shown)
-        self._partial, self._shown = 0.0, 0
+    def finish_chunk(self) -> None:
+        rest = int(round(self._weight)) - self._shown
+        if rest > 0:
+            self.bar.update(rest)
+        self._weight, self._partial, self._shown = 0.0, 0.0, 0
 
     def write(self, message: str) -> None:
         """A line on stderr that does not break the bar."""

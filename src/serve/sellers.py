@@ -41,12 +41,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from reportguard.core.labels import ALL_LABELS, BY_NAME, MODEL_LABELS, TESTING_SERVICE, severity
+from reportguard.core.atomic import atomic_path
+from reportguard.core.labels import (ALL_LABEL_NAMES, ALL_LABELS, BY_NAME, MODEL_LABELS, PROB_COLUMNS, TESTING_SERVICE, prob_column,
+                                     severity)
 
-# The run reader is outputs.py's; iter_run, run_format and PROB_COLUMNS stay importable from here.
-from .outputs import PROB_COLUMNS, iter_run, run_format  # noqa: F401
+# The run reader is outputs.py's; iter_run and run_format stay importable from here.
+from .outputs import iter_run, run_format  # noqa: F401
 
-LABEL_NAMES: tuple[str, ...] = tuple(label.name for label in ALL_LABELS)
+#: Every label, most severe first (core.labels.ALL_LABEL_NAMES; this name stays importable).
+LABEL_NAMES: tuple[str, ...] = ALL_LABEL_NAMES
 #: Labels that make a listing (and its seller) a problem; testing_service alone is information.
 VIOLATION_LABELS: tuple[str, ...] = tuple(name for name in LABEL_NAMES if name != TESTING_SERVICE.name)
 DECISIONS: tuple[str, ...] = ("block", "review", "pass")
@@ -89,7 +92,7 @@ def _text(value) -> str:
 def listing_rank(labels: Iterable[str], row: dict) -> tuple[int, float]:
     """How bad a listing is: its severity, then its highest violation probability (a tie-break)."""
     labels = list(labels)
-    worst = max((row.get(f"p_{x}", 0.0) for x in labels if x in MODEL_LABELS and x != TESTING_SERVICE.name), default=0.0)
+    worst = max((row.get(prob_column(x), 0.0) for x in labels if x in MODEL_LABELS and x != TESTING_SERVICE.name), default=0.0)
     return severity(labels), float(worst)
 
 
@@ -218,9 +221,8 @@ def write_sellers(records: list[dict], out: str | Path) -> Path:
     out = Path(out)
     fmt = run_format(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    {"csv": _write_csv, "parquet": _write_parquet, "jsonl": _write_jsonl}[fmt](records, tmp, out.name.lower().endswith(".gz"))
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        {"csv": _write_csv, "parquet": _write_parquet, "jsonl": _write_jsonl}[fmt](records, tmp, out.name.lower().endswith(".gz"))
     return out
 
 

@@ -53,14 +53,16 @@ from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 
+from reportguard.core.atomic import write_text_atomic
 from reportguard.core.columns import load_column_map
+from reportguard.core.labels import PROB_COLUMNS
 from reportguard.core.normalize import NORMALIZER_VERSION
 from reportguard.core.records import (InputError, ReadOptions, canonical_column, check_headers, format_of, iter_rows,
                                       list_input_files, validate_row)
 from reportguard.serve.bundle import BundleError, load_bundle
 from reportguard.serve.evidence import prepare
 from reportguard.serve.outputs import SCORE_COLUMNS, rows_to_table
-from reportguard.serve.score import INTERNAL, ScoreOptions, TextCache, passthrough_name, score_records
+from reportguard.serve.score import INTERNAL, ScoreOptions, TextCache, model_input, passthrough_name, score_records
 
 REJECT_COLUMNS = ("file", "line", "column", "listing_id", "reason", "raw")
 _READ_BATCH = 1000  # rows per Arrow batch from the readers
@@ -77,9 +79,9 @@ REJECTS_DDL = "_fi int, _pos long, file string, line long, column string, listin
 warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
 
 
-class SparkEngineError(ValueError):
-    """Spark cannot run this job (no pyspark, no Java, an input it cannot read); a ValueError so
-    that the CLI prints it as one error line."""
+class SparkEngineError(InputError):
+    """Spark cannot run this job (no pyspark, no Java, an input it cannot read); an InputError
+    (core/errors.py) so that the CLI prints it as one error line."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ def _event(fi: int, display: str, line: int, row: dict, reject, read: ReadOption
         return {"_fi": fi, "_pos": line, "_file": r["file"], "listing_id": r["listing_id"], "reason": r["reason"],
                 "column": r["column"], "raw": _utf8(r["raw"])}
     record = {k: v for k, v in row.items() if k not in INTERNAL}
-    text, _ = prepare(record["title"], record.get("description") or "")
+    text, _ = prepare(*model_input(record)[:2])  # the text score_records keys it by (a shop name if nothing else)
     return {"_fi": fi, "_pos": line, "_file": display, "listing_id": record["listing_id"], "_key": TextCache.key(text),
             "_loc": seen[record["listing_id"]], "_record": _utf8(json.dumps(record, ensure_ascii=False, default=str)),
             "_cols": list(record)}
@@ -364,8 +366,7 @@ def _maybe_fail(job: _Job, batches_done: int) -> None:
 
 def _output_schema(passthrough: list[str]):
     from pyspark.sql.types import ArrayType, FloatType, StringType, StructField, StructType
-    types = {"p_report_sale": FloatType(), "p_false_ad": FloatType(), "p_testing_service": FloatType(),
-             "labels": ArrayType(StringType())}
+    types = {**{c: FloatType() for c in PROB_COLUMNS}, "labels": ArrayType(StringType())}
     return StructType([StructField(c, types.get(c, StringType())) for c in SCORE_COLUMNS + passthrough])
 
 
@@ -384,6 +385,7 @@ def _passthrough(accepted) -> list[str]:
 
 # --- the job ------------------------------------------------------------------------------------
 
+# Long: the job's stages (checks before Spark starts, read, dedup, score, commit, manifest) in the order Spark runs them.
 def score_spark(inputs: list[str], output_dir: str, options: ScoreOptions | None = None, spark=None,
                 dedup: str = "global", partition_by: str | None = "decision", partitions: int | None = None,
                 master: str | None = None, conf: dict[str, str] | None = None, inject_failure: tuple | None = None) -> dict:
@@ -427,7 +429,7 @@ def score_spark(inputs: list[str], output_dir: str, options: ScoreOptions | None
     passthrough = _passthrough(accepted)
     seconds["read_validate"] = time.perf_counter() - t
     if partition_by and partition_by not in SCORE_COLUMNS + passthrough:
-        raise ValueError(f"--partition-by {partition_by}: not an output column ({', '.join(SCORE_COLUMNS + passthrough)})")
+        raise InputError(f"--partition-by {partition_by}: not an output column ({', '.join(SCORE_COLUMNS + passthrough)})")
     job = _Job(str(options.model), options, tuple(passthrough), inject_failure)
     schema = _output_schema(passthrough)
 
@@ -518,10 +520,10 @@ def _check_output(spark, out: str) -> None:
     if not fs.exists(p):
         return
     if not fs.getFileStatus(p).isDirectory():
-        raise ValueError(f"{out}: exists and is not a directory; the Spark engine writes a directory of Parquet")
+        raise InputError(f"{out}: exists and is not a directory; the Spark engine writes a directory of Parquet")
     names = [s.getPath().getName() for s in fs.listStatus(p)]
     if names and "_SUCCESS" not in names and not fs.exists(_hadoop_path(spark, f"{out}.manifest.json")[1]):
-        raise ValueError(f"{out}: exists and is not an output of the Spark engine (no _SUCCESS, no {out}.manifest.json); "
+        raise InputError(f"{out}: exists and is not an output of the Spark engine (no _SUCCESS, no {out}.manifest.json); "
                          f"refusing to replace it")
 
 
@@ -533,9 +535,7 @@ def _delete(spark, path: str) -> None:
 
 def _write_text(spark, path: str, text: str) -> None:
     if not urlparse(path).scheme:
-        tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(Path(path), text)
         return
     fs, p = _hadoop_path(spark, path)
     stream = fs.create(p, True)

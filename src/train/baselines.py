@@ -3,7 +3,7 @@
 - keyword: a label fires when any phrase of src/core/lexicon/phrases.yaml matches the normalised
   text (the notice's phrases and their obvious variants). Nothing is learned from train.
 - tfidf: character 1-3-gram TF-IDF on the normalised text, one balanced logistic regression per
-  label, fitted on train; each label's threshold is the F1-maximising one on validation.
+  label (core/tfidf.py), fitted on train; each label's threshold is the F1-maximising one on validation.
 
 Both read text through the shared normaliser, as the model does.
 """
@@ -18,51 +18,14 @@ import numpy as np
 from reportguard.core.labels import MODEL_LABELS, TAGS
 from reportguard.core.normalize import listing_text
 from reportguard.core.phrases import keyword_labels
+from reportguard.core.tfidf import TfidfBaseline  # the model is core's: review uses it too
 
 from .corpus import load_split
-from .metrics import best_f1_threshold, per_label, slice_metrics, to_matrix
+from .metrics import per_label, slice_metrics, to_matrix
 
 
 def keyword_predict(rows: list[dict]) -> np.ndarray:
     return to_matrix([keyword_labels(listing_text(r["title"], r["description"])) for r in rows])
-
-
-class TfidfBaseline:
-    """fit / predict_proba / predict, scikit-learn style; learned attributes end with `_`."""
-
-    def __init__(self, ngram_range: tuple[int, int] = (1, 3), C: float = 4.0, max_features: int = 200_000):
-        self.ngram_range = ngram_range
-        self.C = C
-        self.max_features = max_features
-
-    def fit(self, texts: list[str], y: np.ndarray) -> "TfidfBaseline":
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
-
-        self.vectorizer_ = TfidfVectorizer(analyzer="char", ngram_range=self.ngram_range, sublinear_tf=True,
-                                           min_df=2, max_features=self.max_features)
-        x = self.vectorizer_.fit_transform(texts)
-        from sklearn.dummy import DummyClassifier
-
-        # A label that never (or always) occurs in train gets a constant prior, not a crash.
-        self.models_ = [(LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000)
-                         if len(set(y[:, k])) > 1 else DummyClassifier(strategy="prior")).fit(x, y[:, k])
-                        for k in range(y.shape[1])]
-        self.thresholds_ = np.full(y.shape[1], 0.5)
-        return self
-
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        x = self.vectorizer_.transform(texts)
-        return np.column_stack([m.predict_proba(x)[:, -1] if len(m.classes_) > 1 else np.full(x.shape[0], float(m.classes_[0]))
-                                for m in self.models_])
-
-    def tune_thresholds(self, texts: list[str], y: np.ndarray) -> "TfidfBaseline":
-        scores = self.predict_proba(texts)
-        self.thresholds_ = np.array([best_f1_threshold(y[:, k], scores[:, k]) for k in range(y.shape[1])])
-        return self
-
-    def predict(self, texts: list[str]) -> np.ndarray:
-        return (self.predict_proba(texts) >= self.thresholds_).astype(np.int8)
 
 
 def leave_one_writer_out(rows: list[dict], seed: int = 13) -> dict:

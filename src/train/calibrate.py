@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from reportguard.core.calibration import sigmoid  # noqa: F401  (the project's one sigmoid; importable from here)
 from reportguard.core.labels import FALSE_AD, MODEL_LABELS, REPORT_SALE
 
+from .config import ThresholdsConfig, section
 from .metrics import best_f1_threshold
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -65,12 +63,14 @@ def ordinary_cut(scores: np.ndarray, max_rate: float) -> float:
     return float(min(0.999999, np.sort(scores)[::-1][allowed] + 1e-6))  # a flag cut must stay below 1
 
 
-def calibrate(val_logits: np.ndarray, val_labels: np.ndarray, config: dict, ordinary: np.ndarray | None = None) -> dict:
-    """Temperatures, flag thresholds and block thresholds, as stored in bundle.json.
+def calibrate(val_logits: np.ndarray, val_labels: np.ndarray, thresholds: ThresholdsConfig,
+              ordinary: np.ndarray | None = None) -> dict:
+    """Temperatures, flag thresholds and block thresholds, as stored in bundle.json, by the
+    config's `thresholds` section (a whole config works too).
 
     `ordinary` marks the validation rows that are ordinary listings (data/background): they bound
     the flag cuts and weight the block cuts to a realistic prevalence."""
-    cfg = config["thresholds"]
+    cfg = section(thresholds, "thresholds")
     ordinary = np.zeros(len(val_labels), dtype=bool) if ordinary is None else np.asarray(ordinary, dtype=bool)
     temperature, thresholds, block, ordinary_rate = {}, {}, {}, {}
     for k, name in enumerate(MODEL_LABELS):

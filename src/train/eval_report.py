@@ -29,6 +29,7 @@ def _rate(r: dict) -> str:
     return f"{r['per_10k']:.1f} [{lo:.1f}, {hi:.1f}] ({r['count']}/{r['rows']})"
 
 
+# Long: one markdown template, its sections in the order the reader meets them (a flat layout).
 def render(result: dict) -> str:
     out = [f"# Evaluation: {result['model_version']}", "",
            f"`reportguard evaluate --model {result['model_dir']}`; {result['seconds']:.0f} s. Rows per set: "
@@ -76,15 +77,19 @@ def render(result: dict) -> str:
         out += ["## 4. What a run brings at a realistic prevalence", "",
                 "Recall R = share of the writer-held-out test's violations (report_sale or false_ad) flagged with a violation "
                 "label; FAR = violation false-alarm rate on the held-out ordinary listings. Per million listings at prevalence π: "
-                "true alerts = 10⁶·π·R, false alerts = 10⁶·(1−π)·FAR, precision = true / (true + false).", "",
-                "| system | R | FAR | π | true alerts | false alerts | alerts | precision |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                "true alerts = 10⁶·π·R, false alerts = 10⁶·(1−π)·FAR, precision = true / (true + false). The last column "
+                "repeats the precision with FAR at the upper end of its 95% Wilson interval (FAR⁺): what a run can still "
+                "expect if the true false-alarm rate is as high as the sample allows.", "",
+                "| system | R | FAR | π | true alerts | false alerts | alerts | precision | precision at FAR⁺ |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for s in SYSTEMS:
             p = result["prevalence"][s]
             for row in p["table"]:
                 out.append(f"| {s} | {p['recall']:.3f} | {p['false_alarm_rate']:.4f} | {row['prevalence']:.1%} | "
                            f"10⁶·{row['prevalence']}·{p['recall']:.3f} = {row['true_alerts']:,.0f} | "
                            f"10⁶·{1 - row['prevalence']:.3f}·{p['false_alarm_rate']:.4f} = {row['false_alerts']:,.0f} | "
-                           f"{row['alerts']:,.0f} | {row['precision']:.3f} |")
+                           f"{row['alerts']:,.0f} | {row['precision']:.3f} | "
+                           f"{_f(row.get('precision_at_far_upper'))} (FAR⁺ {p.get('far_upper', 0):.4f}) |")
         out.append("")
     if result.get("slices"):
         out += ["## 5. Slices of the two test splits", "", "macro-F1 over the labels present in the slice (exact label-set match in brackets).", ""]

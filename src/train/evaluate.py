@@ -184,15 +184,21 @@ def _rate(hits: np.ndarray) -> dict:
     return {"count": k, "rows": n, "per_10k": 1e4 * k / max(n, 1), "wilson_per_10k": [1e4 * lo, 1e4 * hi]}
 
 
-def prevalence_table(recall: float, false_alarm_rate: float) -> list[dict]:
+def prevalence_table(recall: float, false_alarm_rate: float, far_upper: float | None = None) -> list[dict]:
     """Expected alerts and precision per million listings, from recall on violations and the
-    false-alarm rate on ordinary listings: TP = N·π·R, FP = N·(1−π)·FAR, precision = TP/(TP+FP)."""
+    false-alarm rate on ordinary listings: TP = N·π·R, FP = N·(1−π)·FAR, precision = TP/(TP+FP).
+    `far_upper` (the Wilson upper bound of FAR) gives the precision a run can still expect if the
+    true false-alarm rate is as high as the sample allows: a measured 0 is not a promise."""
     rows = []
     for prevalence in PREVALENCES:
         n = 1_000_000
         tp, fp = n * prevalence * recall, n * (1 - prevalence) * false_alarm_rate
-        rows.append({"prevalence": prevalence, "true_alerts": tp, "false_alerts": fp, "alerts": tp + fp,
-                     "precision": tp / (tp + fp) if tp + fp else 0.0})
+        row = {"prevalence": prevalence, "true_alerts": tp, "false_alerts": fp, "alerts": tp + fp,
+               "precision": tp / (tp + fp) if tp + fp else 0.0}
+        if far_upper is not None:
+            fp_hi = n * (1 - prevalence) * far_upper
+            row["precision_at_far_upper"] = tp / (tp + fp_hi) if tp + fp_hi else 0.0
+        rows.append(row)
     return rows
 
 
@@ -264,9 +270,10 @@ def evaluate_bundle(model_dir: str | Path, data: dict, out_dir: str | Path = "re
         result["prevalence"] = {}
         for p in predictors:
             recall = float(_violation(p.run(violating)[0]).mean()) if violating else 0.0
-            far = result["ordinary"][p.name]["violation"]["count"] / max(len(sets["ordinary"]), 1)
-            result["prevalence"][p.name] = {"recall": recall, "false_alarm_rate": far,
-                                            "table": prevalence_table(recall, far)}
+            alarms = result["ordinary"][p.name]["violation"]
+            far, far_upper = alarms["count"] / max(alarms["rows"], 1), alarms["wilson_per_10k"][1] / 1e4
+            result["prevalence"][p.name] = {"recall": recall, "false_alarm_rate": far, "far_upper": far_upper,
+                                            "table": prevalence_table(recall, far, far_upper)}
     out = resolve(str(out_dir))
     out.mkdir(parents=True, exist_ok=True)
     stem = out / bundle.model_version

@@ -1,4 +1,4 @@
-"""ONNX export, fusion, int8 quantisation with a quality gate, and the bundle.
+"""ONNX export, fusion, int8 quantisation, and the bundle (written through core/bundle_format.py).
 
 1. export: torch.onnx.export with dynamo=False and opset 17 (the dynamo exporter needs onnxscript
    and its graph gets no Attention fusion), dynamic batch and sequence axes;
@@ -8,9 +8,9 @@
    reduce_range, FFN2 kept fp32); each is scored on validation and test against PyTorch, alone
    and with an fp32 fallback: listings whose int8 score lies within the largest int8 error seen on
    validation of a decision threshold are re-scored in fp32 (Bundle.predict_proba);
-4. gate: among the variants that lose at most `max_f1_drop` test macro-F1 and agree with PyTorch
-   on at least `min_agreement` of label sets (validation and test), ship the fastest; if none
-   passes, fp32, with the reason written into bundle.json and the model card.
+4. gate (gate.py): among the variants that lose at most `max_f1_drop` test macro-F1 and agree
+   with PyTorch on at least `min_agreement` of label sets (validation and test), ship the fastest;
+   if none passes, fp32, with the reason written into bundle.json and the model card.
 """
 from __future__ import annotations
 
@@ -22,9 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reportguard.core.atomic import atomic_path
+from reportguard.core.bundle_format import FORMAT, BundleMeta, sha256_file, write_meta
+from reportguard.core.encoding import length_batches, pad_batch
 from reportguard.core.labels import MODEL_LABELS
 from reportguard.core.normalize import NORMALIZER_VERSION
-from reportguard.serve.bundle import FORMAT, decision_cuts, near_a_cut, seal, sha256_file, validate_thresholds
+
+# The gate's pieces moved to gate.py; importable from here as before.
+from .gate import choose_precision, compare, fallback_logits, fallback_margin  # noqa: F401
 
 INT8_FLAVOURS = {
     # name: (weight type, per_channel, reduce_range, matmul classes kept in fp32)
@@ -82,6 +87,18 @@ def export_onnx(model, path: Path, pad_id: int) -> Path:
     return path
 
 
+def export_graphs(model, pad_id: int, work: Path, export) -> dict[str, Path]:
+    """The export step: the fp32 graph (fused unless `export.optimize` is false) and, unless
+    `export.quantize` is false, every int8 flavour of it; {variant name: ONNX file} for the gate."""
+    raw = export_onnx(model, work / "model_raw.onnx", pad_id)
+    fp32 = fuse(raw, work / "model_fp32.onnx", model.config.num_attention_heads, model.config.hidden_size) \
+        if export["optimize"] else raw
+    graphs = {"fp32": fp32}
+    if export["quantize"]:
+        graphs.update({name: quantize(fp32, work / f"model_{name}.onnx", name) for name in INT8_FLAVOURS})
+    return graphs
+
+
 def fuse(src: Path, dst: Path, num_heads: int, hidden_size: int) -> Path:
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -108,77 +125,15 @@ def onnx_logits(path: Path, ids: list[list[int]], pad_id: int, threads: int = 2,
     """Logits from an ONNX file (length-sorted batches) and the seconds it took."""
     import onnxruntime as ort
 
-    from reportguard.core.encoding import pad_batch
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    order = np.argsort([len(x) for x in ids], kind="stable")
     out = np.zeros((len(ids), len(MODEL_LABELS)), dtype=np.float32)
     start = time.perf_counter()
-    for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+    for idx in length_batches(ids, batch_size):
         input_ids, mask = pad_batch([ids[i] for i in idx], pad_id)
         out[idx] = session.run(["logits"], {"input_ids": input_ids, "attention_mask": mask})[0]
     return out, time.perf_counter() - start
-
-
-def label_sets(logits: np.ndarray, calibration: dict) -> np.ndarray:
-    t = np.array([calibration["temperature"][x] for x in MODEL_LABELS])
-    thr = np.array([calibration["thresholds"][x] for x in MODEL_LABELS])
-    return (1 / (1 + np.exp(-logits / t)) >= thr).astype(np.int8)
-
-
-def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray, calibration: dict) -> dict:
-    """Agreement of a candidate's logits with the reference (PyTorch) and its macro-F1."""
-    from .metrics import per_label
-    ref_sets, cand_sets = label_sets(reference, calibration), label_sets(candidate, calibration)
-    t = np.array([calibration["temperature"][x] for x in MODEL_LABELS])
-    pr, pc = 1 / (1 + np.exp(-reference / t)), 1 / (1 + np.exp(-candidate / t))
-    return {"label_set_agreement": float((ref_sets == cand_sets).all(axis=1).mean()),
-            "max_abs_prob_diff": float(np.abs(pr - pc).max()),
-            "macro_f1": per_label(labels, cand_sets)["macro_f1"]}
-
-
-def fallback_logits(int8: np.ndarray, fp32: np.ndarray, margin: np.ndarray, calibration: dict) -> tuple[np.ndarray, np.ndarray]:
-    """What the scorer computes with an fp32 fallback (Bundle.predict_proba): int8 logits, except
-    rows whose calibrated int8 logit lies within `margin` of a cut, which take the fp32 logits."""
-    t = np.array([calibration["temperature"][x] for x in MODEL_LABELS])
-    near = near_a_cut(int8 / t, decision_cuts(calibration["thresholds"], calibration["decision"]["block"]), margin)
-    return np.where(near[:, None], fp32, int8), near
-
-
-def fallback_margin(int8_validation: np.ndarray, fp32_validation: np.ndarray, calibration: dict) -> np.ndarray:
-    """Per label, the largest int8 error (calibrated logits) seen on validation: a listing whose
-    int8 score is farther than this from every cut cannot change decision by that much error."""
-    t = np.array([calibration["temperature"][x] for x in MODEL_LABELS])
-    return np.abs(int8_validation - fp32_validation).max(axis=0) / t
-
-
-def choose_precision(results: dict, reference_f1: float, config: dict) -> tuple[str, str]:
-    """(chosen variant, reason) by the int8 quality gate."""
-    cfg = config["export"]
-    if not cfg.get("quantize", True):
-        return "fp32", "int8 disabled in the config"
-    candidates = []
-    for name, r in results.items():
-        if name == "fp32":
-            continue
-        drop = reference_f1 - r["test"]["macro_f1"]
-        agreement = min(r["test"]["label_set_agreement"], r["validation"]["label_set_agreement"])
-        # Time: int8's plus, for a fallback, the share of listings re-scored in fp32 times fp32's
-        # (on test). A variant no faster than fp32 has no reason to ship.
-        seconds = r.get("estimated_test_seconds", r["test_seconds"])
-        if drop <= cfg["max_f1_drop"] and agreement >= cfg["min_agreement"] and seconds < results["fp32"]["test_seconds"]:
-            candidates.append((-seconds, agreement, name))
-    if not candidates:
-        worst = {n: (round(reference_f1 - r["test"]["macro_f1"], 4), round(r["test"]["label_set_agreement"], 4))
-                 for n, r in results.items() if n != "fp32"}
-        return "fp32", (f"no int8 variant passed the gate (F1 drop <= {cfg['max_f1_drop']}, agreement >= {cfg['min_agreement']}, "
-                        f"faster than fp32): {worst}")
-    best = max(candidates)
-    r = results[best[2]]
-    extra = f", {r['fallback_share']['test']:.1%} of test listings re-scored in fp32" if "fallback_share" in r else ""
-    return best[2], f"{best[2]} passed the gate with label-set agreement {best[1]:.4f}{extra}"
 
 
 def write_bundle(out: Path, *, chosen_onnx: Path, fp32_onnx: Path, tokenizer, hf_model, spec, calibration: dict,
@@ -203,28 +158,14 @@ def write_bundle(out: Path, *, chosen_onnx: Path, fp32_onnx: Path, tokenizer, hf
     import yaml
     (tmp / "config.resolved.yaml").write_text(yaml.safe_dump(resolved_config, allow_unicode=True, sort_keys=False), encoding="utf-8")
     files = {name: sha256_file(tmp / name) for name in ("model.onnx", "tokenizer.json", "model_fp32.onnx") if (tmp / name).exists()}
-    meta = {
-        "format": FORMAT,
-        "model_version": model_version,
-        "labels": list(MODEL_LABELS),
-        "normalizer_version": NORMALIZER_VERSION,
-        "encoding": spec.to_dict(),
-        "temperature": calibration["temperature"],
-        "thresholds": calibration["thresholds"],
-        "decision": calibration["decision"],
-        "precision": precision,
-        "precision_reason": precision_reason,
-        **({"fallback": fallback} if fallback else {}),
-        "files": files,
-        "backbone": provenance,
-        "training_data_sha256": data_hash,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    meta = BundleMeta(model_version=model_version, labels=list(MODEL_LABELS), normalizer_version=NORMALIZER_VERSION,
+                      encoding=spec.to_dict(), temperature=calibration["temperature"], thresholds=calibration["thresholds"],
+                      decision=calibration["decision"], precision=precision, precision_reason=precision_reason,
+                      fallback=fallback or None, files=files, backbone=provenance, training_data_sha256=data_hash,
+                      created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     # Refuse to ship thresholds the scorer would refuse; then seal: the hash of every file, and a
-    # content hash over bundle.json itself (serve/bundle.py), so that any later edit is detected.
-    validate_thresholds(tmp / "bundle.json", meta["thresholds"], meta["decision"]["block"], meta["temperature"])
-    meta = seal(meta, tmp)
-    (tmp / "bundle.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    # content hash over bundle.json itself (core/bundle_format.py), so that any later edit is detected.
+    write_meta(tmp, meta)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -308,9 +249,6 @@ def save_hf_checkpoint(out: Path, hf_model, tokenizer, spec, card: str) -> Path:
 def point_current(models_dir: Path, bundle: Path) -> Path:
     """models/current -> the new bundle (a relative symlink, swapped atomically)."""
     link = models_dir / "current"
-    tmp = models_dir / ".current.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    tmp.symlink_to(bundle.name)
-    tmp.replace(link)
+    with atomic_path(link) as tmp:
+        tmp.symlink_to(bundle.name)
     return link

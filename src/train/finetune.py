@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
-from reportguard.core.encoding import Encoded, EncodingSpec, encode, pad_batch, pool_max
+from reportguard.core.encoding import Encoded, EncodingSpec, encode, length_batches, pad_batch, pool_max
 from reportguard.core.phrases import find_phrases
 from reportguard.core.normalize import listing_text
 
 from .augment import obfuscate
+from .config import TrainingConfig, section
 from .metrics import to_matrix
 
 
@@ -150,10 +151,12 @@ class ProgressLog(TrainerCallback):
             self.log_metrics({"train_loss": logs["loss"], "learning_rate": logs.get("learning_rate", 0.0)}, state.global_step)
 
 
-def fine_tune(model, train: ListingDataset, validation: ListingDataset, config: dict, out_dir: Path, log_metrics=None):
-    """Train; return the Trainer holding the best model (by validation macro-F1)."""
-    t = config["training"]
-    if config["model"].get("freeze_word_embeddings"):
+def fine_tune(model, train: ListingDataset, validation: ListingDataset, training: TrainingConfig, out_dir: Path,
+              log_metrics=None, freeze_word_embeddings: bool = False):
+    """Train with the config's `training` section; return the Trainer holding the best model (by
+    validation macro-F1). `freeze_word_embeddings` is model.freeze_word_embeddings."""
+    t = section(training, "training")
+    if freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     if t.get("threads"):
         torch.set_num_threads(int(t["threads"]))
@@ -187,10 +190,8 @@ def predict_logits(model, dataset: ListingDataset, batch_size: int = 64) -> np.n
     batches to save padding), each row's logit the maximum over its windows, as the scorer does."""
     model.eval()
     ids = dataset.encoded.ids
-    order = np.argsort([len(x) for x in ids], kind="stable")
     out = np.zeros((len(ids), dataset.labels.shape[1]), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+    for idx in length_batches(ids, batch_size):
         input_ids, mask = pad_batch([ids[i] for i in idx], dataset.spec.pad_id)
         with torch.no_grad():
             logits = model(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(mask)).logits

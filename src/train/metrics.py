@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from reportguard.core.labels import MODEL_LABELS
+from reportguard.core.tfidf import best_f1_threshold  # noqa: F401  (core's; importable from here as before)
 
 
 def to_matrix(label_lists: list[list[str]]) -> np.ndarray:
@@ -24,16 +25,6 @@ def per_label(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray | None 
             out[name]["pr_auc"] = float(average_precision_score(y_true[:, k], scores[:, k]))
     out["macro_f1"] = float(np.mean(f))
     return out
-
-
-def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """The score threshold that maximises F1 for one label (ties: the higher threshold)."""
-    from sklearn.metrics import precision_recall_curve
-
-    precision, recall, thresholds = precision_recall_curve(y_true, scores)
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    best = int(np.argmax(f1[:-1])) if len(thresholds) else 0
-    return float(thresholds[best]) if len(thresholds) else 0.5
 
 
 def slice_metrics(rows: list[dict], y_true: np.ndarray, y_pred: np.ndarray, tags: tuple[str, ...]) -> dict:

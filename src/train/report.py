@@ -128,6 +128,7 @@ def plot_pr_curves(path: Path, labels: np.ndarray, curves: dict[str, np.ndarray]
     return path
 
 
+# Long: one Markdown report, its sections in the order they are read.
 def render(summary: dict) -> str:
     test, base = summary["test"], summary["baselines"]
     lines = [f"# Training report: {summary['model_version']}", "",

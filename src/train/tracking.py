@@ -1,8 +1,10 @@
 """MLflow tracking and the model registry.
 
 Tracking: a local SQLite store in the repo by default (no server), or whatever
-MLFLOW_TRACKING_URI (or `mlflow.tracking_uri` in the config) points at. Every run logs params,
-the resolved config, the data hash, metrics, plots and the bundle's files (`bundle/`).
+MLFLOW_TRACKING_URI (or `mlflow.tracking_uri` in the config) points at; a new experiment keeps
+its artifacts in `mlflow.artifact_location` if set, else beside a SQLite database
+(<repo>/mlartifacts for the default). Every run logs params, the resolved config, the data hash,
+metrics, plots and the bundle's files (`bundle/`).
 
 Registry: every trained bundle is logged as a pyfunc model (serve/pyfunc.py: the scorer's code
 over the bundle, with a signature and an input example) and registered as a new version of
@@ -34,10 +36,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from reportguard.core.columns import REPO_ROOT
+from reportguard.core import paths
 
-DEFAULT_URI = f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
-ARTIFACTS = REPO_ROOT / "mlartifacts"
 CHAMPION, CHALLENGER = "champion", "challenger"
 #: models/<this file>: which registry version models/current is
 POINTER = "champion.json"
@@ -62,8 +62,13 @@ def flatten(config: dict, prefix: str = "") -> dict:
     return out
 
 
+def default_uri() -> str:
+    """The default store: mlflow.db in the project home (core/paths.py); its artifacts go beside it, in mlartifacts/."""
+    return f"sqlite:///{paths.under_home('mlflow.db')}"
+
+
 def tracking_uri(mlflow_config: dict) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or mlflow_config.get("tracking_uri") or DEFAULT_URI
+    return os.environ.get("MLFLOW_TRACKING_URI") or mlflow_config.get("tracking_uri") or default_uri()
 
 
 def artifact_location(uri: str, mlflow_config: dict) -> str | None:
@@ -72,8 +77,6 @@ def artifact_location(uri: str, mlflow_config: dict) -> str | None:
     whatever folder training started from; else the tracking server's default."""
     if mlflow_config.get("artifact_location"):
         return str(mlflow_config["artifact_location"])
-    if uri == DEFAULT_URI:
-        return ARTIFACTS.as_uri()
     if uri.startswith("sqlite:///") and uri != "sqlite:///:memory:":
         return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
     return None
@@ -102,7 +105,44 @@ def mlflow_run(config: dict, run_name: str):
         yield mlflow
 
 
-def log_bundle(mlflow, bundle: Path, config: dict) -> str | None:
+# --- what a training run logs (pipeline.train calls these; `mlflow` is None when tracking is off) ---
+
+def log_run_start(mlflow, resolved: dict, data_sha256: str, model_version: str, token_lengths: dict) -> None:
+    """Params (the resolved config, flattened), the resolved config itself, the data hash and the
+    measured token lengths."""
+    if mlflow is None:
+        return
+    mlflow.log_params(flatten(resolved))
+    mlflow.log_dict(resolved, "config.resolved.json")
+    mlflow.set_tags({"data_sha256": data_sha256, "model_version": model_version})
+    mlflow.log_metrics({f"token_length_{k}": float(v) for k, v in token_lengths.items()})
+
+
+def epoch_logger(mlflow):
+    """A `log(metrics, step)` callback for fine-tuning's per-evaluation metrics (eval_* logged as
+    val_*), or None when tracking is off."""
+    if mlflow is None:
+        return None
+    return lambda m, step: mlflow.log_metrics({k.replace("eval_", "val_"): float(v) for k, v in m.items()}, step=step)
+
+
+def log_results(mlflow, summary: dict, report_dir: Path) -> None:
+    """The shipped model's test (and external) results, the training time and the report folder."""
+    if mlflow is None:
+        return
+    from reportguard.core.labels import MODEL_LABELS
+    test, external = summary["test"], summary.get("external")
+    mlflow.log_metrics({"test_macro_f1": test["macro_f1"], "val_macro_f1_final": summary["validation"]["macro_f1"],
+                        **{f"test_f1_{x}": test[x]["f1"] for x in MODEL_LABELS},
+                        **{f"test_pr_auc_{x}": test[x].get("pr_auc", 0.0) for x in MODEL_LABELS},
+                        "tfidf_test_macro_f1": summary["baselines"]["tfidf"]["test"]["macro_f1"],
+                        "train_seconds": summary["train_seconds"],
+                        **({"external_macro_f1": external["model"]["macro_f1"],
+                            "external_tfidf_macro_f1": external["tfidf"]["macro_f1"]} if external else {})})
+    mlflow.log_artifacts(str(report_dir), artifact_path="report")
+
+
+def log_bundle(mlflow, bundle: Path, config: dict) -> str:
     """In the active run: log the bundle's files (`bundle/`), log it as a pyfunc model registered
     under `mlflow.registered_model`, and give the new version its alias: `champion` when the run
     promotes (`output.promote`, default true; models/current then follows it), else `challenger`.

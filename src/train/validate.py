@@ -32,6 +32,7 @@ class Check:
     detail: str
 
 
+# Long: a flat list of named checks, one after another, each a few lines; the list is the spec.
 def validate_corpus(folder: Path) -> list[Check]:
     splits = {name: load_split(folder, name) for name in SPLITS}
     rows = [(name, r) for name, split in splits.items() for r in split]
@@ -66,7 +67,7 @@ def validate_corpus(folder: Path) -> list[Check]:
     check("no leakage across splits", not leaks,
           f"{len(leaks)} similar pairs (Jaccard >= {SIMILAR}) in different splits" + _examples(leaks, rows))
 
-    writers = {name: {r["writer"] for r in split} for name, split in splits.items()}
+    writers = {name: {r.get("writer", "?") for r in split} for name, split in splits.items()}
     seen_in_training = writers["train"] | writers["validation"]
     straddling = sorted(writers["test"] & seen_in_training)
     check("writer-held-out test", bool(writers["test"]) and not straddling,

@@ -5,6 +5,8 @@ from datetime import date as _date
 from datetime import datetime
 from pathlib import Path
 
+from reportguard.core.atomic import write_text_atomic
+
 from ..sellers import run_stem
 from .detail import detail_table
 from .form import BLANK, HEADER_FIELDS, campaign_form, form_notes, read_cases
@@ -63,9 +65,7 @@ def make_report(run: str | Path, verdicts: str | Path | None = None, precision: 
     paths = {"csv": write_form_csv(form, header, notes, out / "table.csv"),
              "xlsx": write_xlsx(form, header, notes, detail, out / "table.xlsx", meta, shown_precision)}
     page = out / "report.html"
-    tmp = page.with_name(f".{page.name}.tmp")
-    tmp.write_text(render_html(t, form, header, notes, detail, meta, manifest, shown_precision), encoding="utf-8")
-    tmp.replace(page)
+    write_text_atomic(page, render_html(t, form, header, notes, detail, meta, manifest, shown_precision))
     paths["html"] = page
     return {"paths": paths, "form": form, "notes": notes, "header": header, "table": detail, "tally": t, "meta": meta}
 

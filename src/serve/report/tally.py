@@ -18,10 +18,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reportguard.core.credentials import with_derived_labels
 from reportguard.core.evidence_spans import evidence_spans
-from reportguard.core.labels import BY_NAME, CREDENTIAL_MISSING, MODEL_LABELS, TESTING_SERVICE
+from reportguard.core.labels import BY_NAME, CREDENTIAL_MISSING, MODEL_LABELS, PROB_COLUMNS
 
-from ..outputs import PROB_COLUMNS, iter_run, split_labels
+from ..outputs import iter_run, split_labels
 from ..sellers import LABEL_NAMES, VIOLATION_LABELS, SellerRollup, SellerStats, listing_rank
 
 BINS = 20
@@ -60,13 +61,7 @@ def read_verdicts(path: str | Path) -> dict[str, list[str]]:
 
 def verdict_labels(row: dict, confirmed: list[str]) -> list[str]:
     """A reviewed listing's labels: the verdict's, plus credential_missing by the scorer's rule."""
-    from reportguard.core.credentials import credential_missing
-
-    labels = [x for x in MODEL_LABELS if x in confirmed]
-    text = f"{row.get('title') or ''}\n{row.get('description') or ''}"
-    if credential_missing(labels, text, row.get("qualification") or ""):
-        labels.insert(labels.index(TESTING_SERVICE.name), CREDENTIAL_MISSING.name)
-    return labels
+    return with_derived_labels(confirmed, row.get("title"), row.get("description"), row.get("qualification"))
 
 
 # --- one pass over the run ---------------------------------------------------------------------

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from reportguard.core.atomic import atomic_path
+
 from .detail import HEADER as DETAIL_HEADER
 from .detail import TITLE_ZH as DETAIL_TITLE
 from .detail import TableRow
@@ -25,12 +27,10 @@ def form_csv_rows(form: list[FormRow], header: dict[str, str], notes: list[str])
 
 
 def write_form_csv(form: list[FormRow], header: dict[str, str], notes: list[str], path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
         for row in form_csv_rows(form, header, notes):
             writer.writerow([_defuse(cell) for cell in row])
-    tmp.replace(path)
     return path
 
 
@@ -49,9 +49,8 @@ def write_xlsx(form: list[FormRow], header: dict[str, str], notes: list[str], de
     _detail_sheet(wb.create_sheet(DETAIL_SHEET), detail, meta)
     if precision["rows"]:
         _precision_sheet(wb.create_sheet(PRECISION_SHEET), precision)
-    tmp = path.with_name(f".{path.name}.tmp")
-    wb.save(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        wb.save(tmp)
     return path
 
 

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from reportguard.core.columns import REPO_ROOT
+from reportguard.core import paths
+from reportguard.core.calibration import calibrated, sigmoid
 
-from .export import node_class
+from ..export import node_class
 
 CLASSES = ("qkv", "attn_out", "ffn1", "ffn2")
 
@@ -62,6 +62,7 @@ def activation_outliers(model_path: Path, ids: list[list[int]], pad_id: int, thr
     return {c: {"median_over_layers": float(np.median(r)), "max_over_layers": float(np.max(r))} for c, r in ratios.items() if r}
 
 
+# Long: one study; its variants are closures over the same fp32 graph and validation ids.
 def run(bundle_dir: Path, out_dir: Path, threads: int) -> dict:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -69,12 +70,12 @@ def run(bundle_dir: Path, out_dir: Path, threads: int) -> dict:
     from reportguard.core.normalize import listing_text
     from reportguard.serve.bundle import load_bundle
 
-    from .corpus import load_split
-    from .export import onnx_logits
+    from ..corpus import load_split
+    from ..export import onnx_logits
 
     bundle = load_bundle(bundle_dir, threads=threads)
     fp32 = bundle.fp32_path
-    rows = load_split(REPO_ROOT / "data" / "labelled", "validation")
+    rows = load_split(paths.labelled_dir(), "validation")
     ids, _ = bundle.encode([listing_text(r["title"], r["description"]) for r in rows])
     temperature, thresholds = bundle.temperature, bundle.thresholds
     reference, reference_seconds = onnx_logits(fp32, ids, bundle.spec.pad_id, threads=threads)
@@ -114,7 +115,7 @@ def run(bundle_dir: Path, out_dir: Path, threads: int) -> dict:
             continue
         logits, seconds = onnx_logits(path, ids, bundle.spec.pad_id, threads=threads)
         diff = np.abs(logits / temperature - reference)
-        agree = ((1 / (1 + np.exp(-logits / temperature)) >= thresholds) == (1 / (1 + np.exp(-reference)) >= thresholds)).all(1)
+        agree = ((calibrated(logits, temperature) >= thresholds) == (sigmoid(reference) >= thresholds)).all(1)
         results[name] = {"mean_abs_logit_error": float(diff.mean()), "p99_abs_logit_error": float(np.quantile(diff, 0.99)),
                          "max_abs_logit_error": float(diff.max()), "label_set_agreement": float(agree.mean()),
                          "seconds": seconds, "speed_vs_fp32": reference_seconds / seconds}

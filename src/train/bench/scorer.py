@@ -15,12 +15,10 @@ Results: reports/bench.md and reports/bench.json.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reportguard.core.columns import REPO_ROOT
+from reportguard.core import paths
+from reportguard.core.encoding import length_batches
+from reportguard.core.labels import MODEL_LABELS
 
 N_LISTINGS = 2000
 BATCH = 32
@@ -37,8 +37,8 @@ BATCH = 32
 
 def _texts(n: int) -> list[str]:
     from reportguard.core.normalize import listing_text
-    from .corpus import load_split
-    rows = [r for split in ("test", "validation", "train") for r in load_split(REPO_ROOT / "data" / "labelled", split)]
+    from ..corpus import load_split
+    rows = [r for split in ("test", "validation", "train") for r in load_split(paths.labelled_dir(), split)]
     seen, texts = set(), []
     for r in rows:
         t = listing_text(r["title"], r["description"])
@@ -95,14 +95,13 @@ def _worker(variant: str, bundle_dir: str, texts_file: str, model_file: str | No
     t0 = time.perf_counter()
     ids, _ = bundle.encode(texts)
     tokenise = time.perf_counter() - t0
-    order = np.argsort([len(x) for x in ids], kind="stable") if variant != "scorer_fp32_unsorted" else np.arange(len(ids))
+    batches = list(length_batches(ids, BATCH, sort=variant != "scorer_fp32_unsorted"))
     score = bundle.logits
-    score([ids[i] for i in order[:BATCH]])  # warm-up, not timed
-    probs = np.zeros((len(texts), 3), dtype=np.float32)
+    score([ids[i] for i in batches[0]])  # warm-up, not timed
+    probs = np.zeros((len(texts), len(MODEL_LABELS)), dtype=np.float32)
     latencies = []
     t0 = time.perf_counter()
-    for s in range(0, len(order), BATCH):
-        idx = order[s:s + BATCH]
+    for idx in batches:
         tb = time.perf_counter()
         probs[idx] = bundle.calibrate(score([ids[i] for i in idx]))
         latencies.append(time.perf_counter() - tb)
@@ -168,29 +167,20 @@ def _run_worker(variant: str, bundle: Path, texts_file: Path, model_file: Path |
 
 
 def run(bundle: Path, out_dir: Path, threads: int, rounds: int = 3) -> dict:
+    """The benchmark (module docstring): every variant `rounds` times, interleaved; writes
+    out_dir/bench.{json,md} and returns the summary."""
     from reportguard.serve.bundle import load_bundle
     bundle = bundle.resolve()
     b = load_bundle(bundle)
-    cfg = json.loads((bundle / "hf" / "config.json").read_text())
     texts = _texts(N_LISTINGS)
     work = Path(tempfile.mkdtemp(prefix="rg-bench-"))
     texts_file = work / "texts.json"
     texts_file.write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
-
-    # int8 and fp32 graphs of the same model
-    fp32_file = b.fp32_path
-    if b.meta["precision"] == "fp32":
-        from .export import quantize
-        int8_file = quantize(fp32_file, work / "model_int8.onnx", "qint8_per_channel")
-        int8_note = "quantised for this benchmark (qint8_per_channel); the bundle ships fp32"
-    else:
-        int8_file = bundle / "model.onnx"
-        int8_note = f"shipped ({b.meta['precision']})"
-
+    int8_file, int8_note = _int8_graph(b, bundle, work)
     peak = matmul_peak(threads)
     # Rounds interleave the variants (pipeline, fp32, unsorted, int8, pipeline, ...), so a slow
     # phase of a shared machine hits every variant alike; each figure is the median over rounds.
-    variants = (("pipeline", None), ("scorer_fp32", fp32_file), ("scorer_fp32_unsorted", fp32_file), ("scorer_int8", int8_file))
+    variants = (("pipeline", None), ("scorer_fp32", b.fp32_path), ("scorer_fp32_unsorted", b.fp32_path), ("scorer_int8", int8_file))
     if b.fallback_margin is not None:
         variants += (("scorer_shipped", None),)
     runs: dict[str, list[dict]] = {name: [] for name, _ in variants}
@@ -198,14 +188,36 @@ def run(bundle: Path, out_dir: Path, threads: int, rounds: int = 3) -> dict:
         for variant, model_file in variants:
             print(f"bench: round {round_no + 1}/{rounds} {variant} ...", flush=True)
             runs[variant].append(_run_worker(variant, bundle, texts_file, model_file, threads))
-    results = {}
-    for variant, rs in runs.items():
-        r = dict(rs[int(np.argsort([x["seconds"] for x in rs])[len(rs) // 2])])  # the median run
-        r["round_seconds"] = [x["seconds"] for x in rs]
-        r["listings_per_second"] = len(texts) / r["seconds"]
-        r["p95_batch_seconds"] = float(np.percentile(sum((x["latencies"] for x in rs), []), 95))
-        r["peak_rss_mb"] = max(x["peak_rss_mb"] for x in rs)
-        results[variant] = r
+    results = {variant: _median_run(rs, len(texts)) for variant, rs in runs.items()}
+    summary = _summary(b, bundle, results, texts, threads, rounds, peak, int8_note) | {"end_to_end": _end_to_end(bundle, work, threads)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "bench.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    (out_dir / "bench.md").write_text(render(summary), encoding="utf-8")
+    print(render(summary))
+    return summary
+
+
+def _int8_graph(b, bundle: Path, work: Path) -> tuple[Path, str]:
+    """The int8 graph of the bundle's model: the shipped one, or quantised here if it ships fp32."""
+    if b.meta["precision"] == "fp32":
+        from ..export import quantize
+        return (quantize(b.fp32_path, work / "model_int8.onnx", "qint8_per_channel"),
+                "quantised for this benchmark (qint8_per_channel); the bundle ships fp32")
+    return bundle / "model.onnx", f"shipped ({b.meta['precision']})"
+
+
+def _median_run(rs: list[dict], n_texts: int) -> dict:
+    """A variant's median round, with every round's seconds, the pooled p95 batch latency and the peak RSS."""
+    r = dict(rs[int(np.argsort([x["seconds"] for x in rs])[len(rs) // 2])])
+    r["round_seconds"] = [x["seconds"] for x in rs]
+    r["listings_per_second"] = n_texts / r["seconds"]
+    r["p95_batch_seconds"] = float(np.percentile(sum((x["latencies"] for x in rs), []), 95))
+    r["peak_rss_mb"] = max(x["peak_rss_mb"] for x in rs)
+    return r
+
+
+def _summary(b, bundle: Path, results: dict, texts: list[str], threads: int, rounds: int, peak: float, int8_note: str) -> dict:
+    cfg = json.loads((bundle / "hf" / "config.json").read_text())
     round_ratios = {k: [p / s for p, s in zip(results["pipeline"]["round_seconds"], results[k]["round_seconds"])]
                     for k in results if k != "pipeline"}
     lengths = results["scorer_fp32"]["lengths"]
@@ -219,8 +231,7 @@ def run(bundle: Path, out_dir: Path, threads: int, rounds: int = 3) -> dict:
         shipped = {"label_set_agreement_with_fp32": float(((fp32_probs >= thr) == (shipped_probs >= thr)).all(axis=1).mean()),
                    "rescored_in_fp32": results["scorer_shipped"]["fallback_rows"] / len(texts)}
     scorer_tok = results["scorer_fp32"]["tokenise_seconds"]
-    end_to_end = _end_to_end(bundle, work, threads)
-    summary = {
+    return {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "threads": threads},
         "bundle": b.model_version, "precision_shipped": b.meta["precision"], "int8": int8_note,
         "listings": len(texts), "mean_tokens": float(np.mean(lengths)), "max_length": b.spec.max_length,
@@ -235,19 +246,13 @@ def run(bundle: Path, out_dir: Path, threads: int, rounds: int = 3) -> dict:
         "int8_fp32_label_agreement": agreement, "shipped": shipped,
         "tokenisation": {"tokenizers_batch_listings_per_second": len(texts) / scorer_tok,
                          "transformers_per_text_listings_per_second": len(texts) / results["pipeline"]["per_text_tokenise_seconds"]},
-        "end_to_end": end_to_end,
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "bench.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    (out_dir / "bench.md").write_text(render(summary), encoding="utf-8")
-    print(render(summary))
-    return summary
 
 
 def _end_to_end(bundle: Path, work: Path, threads: int) -> dict:
     """`reportguard score` on 2,000 listings of which 30% repeat an earlier text under a new id."""
-    from .corpus import load_split
-    rows = load_split(REPO_ROOT / "data" / "labelled", "train")[:1400]
+    from ..corpus import load_split
+    rows = load_split(paths.labelled_dir(), "train")[:1400]
     rng = np.random.default_rng(0)
     dups = [dict(rows[i], listing_id=f"{rows[i]['listing_id']}-r{k}") for k, i in enumerate(rng.integers(0, len(rows), 600))]
     dump = work / "dump.jsonl"
@@ -263,147 +268,6 @@ def _end_to_end(bundle: Path, work: Path, threads: int) -> dict:
         out[attribution] = {"rows": manifest["rows"]["in"], "unique": manifest["rows"]["unique"], "seconds": seconds,
                             "rows_per_second": manifest["rows"]["in"] / seconds}
     return out
-
-
-def make_dump(path: Path, rows: int, repeat_share: float = 0.3, seed: int = 0) -> Path:
-    """A synthetic platform dump: corpus listings with a varying SKU suffix (so texts are unique),
-    of which `repeat_share` repeat an earlier text under a new id, as real dumps do. Parquet."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from .corpus import load_split
-    base = [r for s in ("train", "validation", "test") for r in load_split(REPO_ROOT / "data" / "labelled", s)]
-    rng = np.random.default_rng(seed)
-    writer, made, batch = None, 0, 100_000
-    uniques: list[int] = []
-    while made < rows:
-        n = min(batch, rows - made)
-        repeat = rng.random(n) < repeat_share
-        ids, titles, descs, shops, platforms = [], [], [], [], []
-        for k in range(n):
-            i = made + k
-            if repeat[k] and uniques:
-                j = uniques[int(rng.integers(0, len(uniques)))]
-            else:
-                j = i
-                uniques.append(i)
-            r = base[j % len(base)]
-            ids.append(f"L{i:09d}")
-            titles.append(f"{r['title']} 款{j // len(base)}")
-            descs.append(r["description"])
-            shops.append(r["shop_name"] or f"shop{j % 5000}")
-            platforms.append(r["platform"])
-        table = pa.table({"listing_id": ids, "title": titles, "description": descs, "platform": platforms, "shop_name": shops})
-        writer = writer or pq.ParquetWriter(str(path), table.schema)
-        writer.write_table(table)
-        made += n
-    writer.close()
-    return path
-
-
-#: Before the bounded caches (commit df37e4e, reports/bench_scale.md of that tree): the duplicate-id
-#: map and the dedup cache grew with every row. Same tiny model, same generated dumps, 2 threads.
-BEFORE_BOUNDED = [{"rows": 100_000, "peak_rss_mb": 344, "rows_per_second": 1648},
-                  {"rows": 300_000, "peak_rss_mb": 445, "rows_per_second": 1607},
-                  {"rows": 1_000_000, "peak_rss_mb": 802, "rows_per_second": 1586}]
-CAMPAIGN_ROWS = 12_000_000
-RSS_GOAL_MB = 2048
-
-
-def scale(model: Path, sizes: list[int], out_dir: Path, threads: int, work_dir: Path | None = None) -> dict:
-    """End-to-end `reportguard score` on generated dumps of each size: rows/s and peak RSS.
-
-    Results are merged into out_dir/bench_scale.json by row count (a 5M run added later keeps the
-    1M run beside it, as long as both ran with the same memory budget), and bench_scale.md shows
-    them with a linear extrapolation to the campaign's 12M rows. `work_dir` holds the generated
-    dump (a 5M-row Parquet dump is ~0.5 GB; default: the temp folder)."""
-    from reportguard.serve.score import ScoreOptions
-    budget = {"memory_texts": ScoreOptions.memory_texts, "memory_ids": ScoreOptions.memory_ids}
-    work = Path(tempfile.mkdtemp(prefix="rg-scale-", dir=work_dir))
-    results = []
-    for n in sizes:
-        dump = make_dump(work / f"dump_{n}.parquet", n)
-        out = work / f"scored_{n}.parquet"
-        t0 = time.perf_counter()
-        # GNU time reports the scorer process's own peak RSS (Debian package `time`).
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "reportguard.cli", "score", str(dump),
-                               "--output", str(out), "--model", str(model), "--threads", str(threads), "--quiet",
-                               "--attribution", "none"], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"scoring {dump} failed: {proc.stderr.strip()[-2000:]}")
-        seconds = time.perf_counter() - t0
-        peak_kb = int(proc.stderr.strip().splitlines()[-1])
-        manifest = json.loads(Path(f"{out}.manifest.json").read_text())
-        results.append({"rows": n, "unique": manifest["rows"]["unique"], "seconds": seconds, "rows_per_second": n / seconds,
-                        "peak_rss_mb": peak_kb / 1024, "model_seconds": manifest["seconds"]["inference"],
-                        "memory_budget": budget, "date": time.strftime("%Y-%m-%d")})
-        print(json.dumps(results[-1]), flush=True)
-        out.unlink()
-        dump.unlink()
-    summary_path = out_dir / "bench_scale.json"
-    earlier = []
-    if summary_path.exists():
-        previous = json.loads(summary_path.read_text(encoding="utf-8"))
-        earlier = [r for r in previous.get("runs", []) if r.get("memory_budget") == budget and r["rows"] not in sizes]
-    summary = {"model": str(model.resolve()), "threads": threads, "memory_budget": budget,
-               "runs": sorted(earlier + results, key=lambda r: r["rows"])}
-    summary["extrapolation"] = extrapolate(summary["runs"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    (out_dir / "bench_scale.md").write_text(render_scale(summary), encoding="utf-8")
-    shutil.rmtree(work, ignore_errors=True)
-    return summary
-
-
-def extrapolate(runs: list[dict], target: int = CAMPAIGN_ROWS) -> dict:
-    """Peak RSS at `target` rows from a least-squares line through the runs past the spill
-    thresholds (>= 300k rows: both caches then hold a fixed number of entries in memory)."""
-    points = [(r["rows"], r["peak_rss_mb"]) for r in runs if r["rows"] >= 300_000]
-    if not points:
-        return {"target_rows": target, "note": "no run of 300k rows or more"}
-    if len(points) == 1:
-        slope, intercept = 0.0, points[0][1]
-        basis = f"one run ({points[0][0]:,} rows), taken as flat past the spill thresholds"
-    else:
-        x = np.array([p[0] for p in points], dtype=np.float64)
-        y = np.array([p[1] for p in points], dtype=np.float64)
-        slope, intercept = (float(v) for v in np.polyfit(x, y, 1))
-        basis = f"least-squares line through the runs of {', '.join(f'{int(v):,}' for v in x)} rows"
-    return {"target_rows": target, "peak_rss_mb": intercept + slope * target, "bytes_per_row": slope * 1024 * 1024,
-            "basis": basis, "goal_mb": RSS_GOAL_MB}
-
-
-def render_scale(s: dict) -> str:
-    budget = s.get("memory_budget", {})
-    lines = ["# Scale: end-to-end `reportguard score` on generated dumps", "",
-             f"Model `{Path(s['model']).name}` (the tiny test model, `configs/tiny.yaml`), {s['threads']} threads, "
-             "`--attribution none`; Parquet dumps of corpus listings with a varying SKU suffix, 30% of rows re-posting an "
-             "earlier text under a new id. Made by `python -m reportguard.train.bench scale --rows N [N ...]`; runs of other "
-             "sizes made with the same memory budget are kept in `bench_scale.json` and shown together.", "",
-             f"Memory budget: the dedup cache keeps the {budget.get('memory_texts', 0):,} most recently used texts in memory "
-             f"and the duplicate-id check {budget.get('memory_ids', 0):,} ids; beyond that both spill to SQLite under "
-             "`OUT.parts/`, each behind a fixed 32 MB Bloom filter with a 16 MB SQLite page cache, so a repost of any earlier "
-             "text is still scored once, and exactly.", "",
-             "| rows | unique texts | seconds | rows/s | model seconds | peak RSS (MB) |", "|---:|---:|---:|---:|---:|---:|"]
-    for r in s["runs"]:
-        lines.append(f"| {r['rows']:,} | {r['unique']:,} | {r['seconds']:.0f} | {r['rows_per_second']:.0f} | "
-                     f"{r['model_seconds']:.0f} | {r['peak_rss_mb']:.0f} |")
-    e = s.get("extrapolation") or {}
-    if "peak_rss_mb" in e:
-        verdict = "within" if e["peak_rss_mb"] <= e["goal_mb"] else "over"
-        lines += ["", f"**Extrapolated to the campaign's {e['target_rows']:,} rows: {e['peak_rss_mb']:.0f} MB peak RSS** "
-                      f"({e['bytes_per_row']:.1f} bytes per row; {e['basis']}): {verdict} the {e['goal_mb']:,} MB goal."]
-    if not any(r["rows"] >= 5_000_000 for r in s["runs"]):
-        lines += ["", "No 5M-row run yet: `python -m reportguard.train.bench scale --rows 5000000 --model DIR --threads 2` "
-                      "adds it to this table and refits the line (about an hour on 2 idle cores)."]
-    before = ", ".join(f"{b['peak_rss_mb']} MB at {b['rows']:,} rows ({b['rows_per_second']:,} rows/s)" for b in BEFORE_BOUNDED)
-    lines += ["", f"Before the budget (a duplicate-id dict and a dedup dict that grew with every row): {before}, on an idle "
-                  "machine; that line (~0.5 KB per row) reaches ~6 GB at 12M rows.", "",
-              "**Read this with its caveat.** The model here is the tiny test model (2 layers x 32): these runs measure "
-              "everything *around* the model (reading, validation, normalisation with offsets, dedup, tokenisation, decisions, "
-              "chunked writing, assembly). The real e5-small model adds its own fixed memory (its ONNX graphs and onnxruntime "
-              "arenas) and scores ~65 texts/s (fp32, `reports/bench.md`), so a 1M-row dump with 700k unique texts takes ~3 h "
-              "of model time on 2 cores; that run was not made."]
-    return "\n".join(lines) + "\n"
 
 
 def render(s: dict) -> str:
@@ -445,51 +309,3 @@ def _peak_rss_mb() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="reportguard.train.bench")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("worker")
-    w.add_argument("variant")
-    w.add_argument("bundle")
-    w.add_argument("texts")
-    w.add_argument("out")
-    w.add_argument("--threads", type=int, default=2)
-    w.add_argument("--model-file", default=None)
-    sc = sub.add_parser("scale", help="end-to-end score of generated dumps of the given sizes: rows/s and peak RSS, "
-                                      "merged into reports/bench_scale.{md,json} with an extrapolation to 12M rows")
-    sc.add_argument("--model", default=str(REPO_ROOT / "models" / "current"))
-    sc.add_argument("--rows", type=int, nargs="+", default=[300_000, 1_000_000],
-                    help="dump sizes, e.g. --rows 1000000 5000000")
-    sc.add_argument("--work-dir", default=None, help="where the generated dumps go (default: the temp folder)")
-    sc.add_argument("--out", default=str(REPO_ROOT / "reports"))
-    sc.add_argument("--threads", type=int, default=os.cpu_count() or 2)
-    i8 = sub.add_parser("int8", help="where int8 loses this model's decisions (int8_study.py)")
-    i8.add_argument("--model", default=str(REPO_ROOT / "models" / "current"))
-    i8.add_argument("--out", default=str(REPO_ROOT / "reports"))
-    i8.add_argument("--threads", type=int, default=os.cpu_count() or 2)
-    r = sub.add_parser("run")
-    r.add_argument("--model", default=str(REPO_ROOT / "models" / "current"))
-    r.add_argument("--out", default=str(REPO_ROOT / "reports"))
-    r.add_argument("--threads", type=int, default=os.cpu_count() or 2)
-    r.add_argument("--rounds", type=int, default=3, help="interleaved rounds per variant; figures are medians")
-    args = parser.parse_args(argv)
-    if args.cmd == "int8":
-        from .int8_study import run as int8_study
-        int8_study(Path(args.model), Path(args.out), args.threads)
-        return 0
-    if args.cmd == "scale":
-        scale(Path(args.model), args.rows, Path(args.out), args.threads, Path(args.work_dir) if args.work_dir else None)
-        return 0
-    if args.cmd == "worker":
-        result = _worker(args.variant, args.bundle, args.texts, args.model_file, args.threads)
-        result["peak_rss_mb"] = _peak_rss_mb()
-        Path(args.out).write_text(json.dumps(result))
-        return 0
-    run(Path(args.model), Path(args.out), args.threads, args.rounds)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
