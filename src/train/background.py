@@ -14,12 +14,11 @@ a false alarm on them. Steps (`reportguard data build`):
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from reportguard.core.labels import TAGS
 
-from .corpus import dedupe, finish_row, iter_jsonl, split_by_writer, writer_of
+from .corpus import dedupe, finish_row, iter_jsonl, split_by_writer, write_jsonl, writer_of
 
 FIELDS = ("listing_id", "writer", "platform", "shop_name", "title", "description", "qualification",
           "category", "subset", "labels", "tags")
@@ -74,6 +73,4 @@ def build(raw_folder: Path, seed: int = 13) -> dict[str, list[dict]]:
 def write(splits: dict[str, list[dict]], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, rows in splits.items():
-        tmp = folder / f".{name}.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        tmp.replace(folder / f"{name}.jsonl")
+        write_jsonl(folder / f"{name}.jsonl", rows)

@@ -265,14 +265,17 @@ def build(raw_folder: Path, seed: int = 13, relabel: Path | None = None,
     return BuildResult(len(raw), exact, near, groups, splits, relabelled, dropped)
 
 
+def write_jsonl(path: Path, rows: list[dict], fields: tuple[str, ...] | None = None) -> None:
+    """Rows as JSON Lines (only `fields`, in that order, when given), written atomically."""
+    from reportguard.core.atomic import write_text_atomic
+    write_text_atomic(path, "".join(json.dumps({f: r[f] for f in fields} if fields else r, ensure_ascii=False) + "\n"
+                                    for r in rows))
+
+
 def write_splits(result: BuildResult, out_folder: Path) -> None:
     out_folder.mkdir(parents=True, exist_ok=True)
     for name, rows in result.splits.items():
-        tmp = out_folder / f".{name}.jsonl.tmp"
-        with tmp.open("w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps({f: row[f] for f in FIELDS}, ensure_ascii=False) + "\n")
-        tmp.replace(out_folder / f"{name}.jsonl")
+        write_jsonl(out_folder / f"{name}.jsonl", rows, FIELDS)
 
 
 def load_split(folder: Path, name: str) -> list[dict]:

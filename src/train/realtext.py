@@ -15,6 +15,8 @@ from pathlib import Path
 
 from reportguard.core.labels import MODEL_LABELS
 
+from .corpus import write_jsonl
+
 FIELDS = ("snippet_id", "site", "url", "page_title", "retrieved", "source_kind", "text_kind", "text", "labels",
           "reason", "licence")
 EVAL_SHARE = 0.5
@@ -55,6 +57,4 @@ def split(rows: list[dict]) -> dict[str, list[dict]]:
 
 def write(splits: dict[str, list[dict]], folder: Path) -> None:
     for name, rows in splits.items():
-        tmp = folder / f".{name}.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        tmp.replace(folder / f"{name}.jsonl")
+        write_jsonl(folder / f"{name}.jsonl", rows)
