@@ -636,7 +636,9 @@ def _parquet_rows(path: Path, options: ReadOptions, stats: FileStats | None) -> 
 
     if stats is not None:
         stats.row_encoding = PARQUET
-    pf = pq.ParquetFile(path)
+    # pre_buffer=False: with pre-buffering, the reader keeps every row group it has read until it is
+    # closed, so memory grows with the file (~0.2 KB per row: 2.8 GB for a 12M-row file).
+    pf = pq.ParquetFile(path, pre_buffer=False)
     names = [_canonical(n, options.column_map) for n in pf.schema_arrow.names]
     rowno = 0
     try:

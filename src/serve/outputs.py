@@ -177,7 +177,7 @@ def _parquet_rows(path: Path, columns, batch_size: int, required) -> Iterator[di
         batches = lambda wanted: dataset.to_batches(columns=wanted, batch_size=batch_size)  # noqa: E731
     else:
         import pyarrow.parquet as pq
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path, pre_buffer=False)  # pre-buffering keeps every row group read: memory grows with the run
         names = parquet.schema_arrow.names
         batches = lambda wanted: parquet.iter_batches(batch_size=batch_size, columns=wanted)  # noqa: E731
     _check_columns(path, names, required)
