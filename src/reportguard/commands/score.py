@@ -42,24 +42,9 @@ def register(subparsers) -> None:
     p.add_argument("--attribution", choices=["occlusion", "none"], default="occlusion",
                    help="model evidence by occluding clauses of flagged listings (default) or lexicon evidence only")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from reportguard.serve.spark_options import add_spark_options
     add_spark_options(p)
     p.set_defaults(func=_score)
-
-
-def add_spark_options(parser: argparse.ArgumentParser) -> None:
-    """The Spark engine's options (the same as serve/spark_engine.py's own entry point takes;
-    tests/test_cli.py checks they agree). Defined here so that building the parser never imports
-    the engine or pyspark."""
-    g = parser.add_argument_group("Spark engine (--engine spark: OUT is a directory of partitioned Parquet)")
-    g.add_argument("--engine", choices=["local", "spark"], default="local",
-                   help="local: this machine, resumable (default); spark: Apache Spark (docs/spark.md)")
-    g.add_argument("--master", default=None, help="Spark master, e.g. local[2] (default: spark-submit's, else local[*])")
-    g.add_argument("--dedup", choices=["global", "partition"], default="global",
-                   help="score each distinct text once across the dataset (default) or once per task")
-    g.add_argument("--partition-by", default="decision",
-                   help="output partition column: decision (default), another output column, or none")
-    g.add_argument("--partitions", type=int, default=None, help="inference tasks (default 4 x default parallelism)")
-    g.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="a Spark setting (repeatable)")
 
 
 def _score(args: argparse.Namespace) -> int:
