@@ -54,6 +54,10 @@ backbone: $(STAMP)
 train: $(STAMP)
 	$(RG) train --config $(or $(CONFIG),configs/e5_small.yaml)
 
+## distill: students of models/current (tier 1 hashed n-grams, tier 2 four teacher layers), routing cuts, gate -> a tiered models/current (~70 min on 2 cores)
+distill: $(STAMP)
+	$(RG) distill --teacher models/current --config $(or $(CONFIG),configs/distill_e5_small.yaml)
+
 ## score-sample: score the sample platform export with models/current -> runs/sample/
 score-sample: $(STAMP)
 	mkdir -p runs/sample
@@ -65,9 +69,10 @@ score-sample: $(STAMP)
 demo: setup backbone train score-sample
 	@echo "open runs/sample/scored.report/report.html; MLflow: make mlflow-ui"
 
-## bench: scorer vs transformers pipeline on the same model, 3 interleaved rounds -> reports/bench.{md,json} (~12 min)
+## bench: scorer vs transformers pipeline, 3 interleaved rounds -> reports/bench.{md,json} (~12 min); then the tiered route on two workloads, 2 rounds -> reports/bench_route.{md,json}
 bench: $(STAMP)
 	$(RG) bench
+	$(RG) bench route
 
 ## mlflow-ui: browse runs and the model registry at http://127.0.0.1:5000
 mlflow-ui: $(STAMP)

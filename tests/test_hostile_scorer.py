@@ -297,13 +297,9 @@ def test_a_read_only_output_folder_for_real(tiny_bundle, tmp_path):
         folder.chmod(0o755)
 
 
-def test_a_full_disk_leaves_no_partial_output_and_the_rerun_resumes(tiny_bundle, tmp_path, monkeypatch):
+def disk_full_at_third_part(monkeypatch) -> None:
+    """The scorer's third Parquet write fails with ENOSPC (a disk that fills up mid-run)."""
     import reportguard.serve.score as scoring
-    rows = [dict(r, listing_id=f"{r['listing_id']}-{k}") for k in range(2) for r in corpus_rows(100)]
-    src = write_jsonl(tmp_path / "in.jsonl", rows)
-    reference = tmp_path / "ref.parquet"
-    score([str(src)], reference, opts(tiny_bundle, chunk_size=50))
-    out = tmp_path / "o.parquet"
     real = scoring.pq.write_table
     calls = {"n": 0}
 
@@ -313,6 +309,15 @@ def test_a_full_disk_leaves_no_partial_output_and_the_rerun_resumes(tiny_bundle,
             raise OSError(errno.ENOSPC, "No space left on device", str(where))
         return real(table, where, *args, **kw)
     monkeypatch.setattr(scoring.pq, "write_table", fills_up)
+
+
+def test_a_full_disk_leaves_no_partial_output_and_the_rerun_resumes(tiny_bundle, tmp_path, monkeypatch):
+    rows = [dict(r, listing_id=f"{r['listing_id']}-{k}") for k in range(2) for r in corpus_rows(100)]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    reference = tmp_path / "ref.parquet"
+    score([str(src)], reference, opts(tiny_bundle, chunk_size=50))
+    out = tmp_path / "o.parquet"
+    disk_full_at_third_part(monkeypatch)
     with pytest.raises(ScoreError) as failure:
         score([str(src)], out, opts(tiny_bundle, chunk_size=50))
     message = str(failure.value)

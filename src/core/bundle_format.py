@@ -6,7 +6,8 @@ Neither side restates it: a change to the format is a change here. No torch, no 
 json, hashlib and math only.
 
 A bundle directory holds model.onnx, tokenizer.json (the files the scorer reads, hashed in
-`files`), model_fp32.onnx for int8 bundles with an fp32 fallback, and files for people and
+`files`), model_fp32.onnx for int8 bundles with an fp32 fallback, the student tiers of the
+`route` section (tier1.npz, tier2.onnx; hashed in `files` too), and files for people and
 further training (hf/, MODEL_CARD.md, metrics.json, config.resolved.yaml; hashed in
 `other_files`). bundle.json carries `content_sha256`, the SHA-256 of bundle.json itself without
 that field (canonical JSON: sorted keys, no whitespace), hence over every file hash it lists: any
@@ -61,6 +62,7 @@ class BundleMeta:
     precision: str | None = None  # "fp32", an int8 flavour, or "<flavour>+fp32_fallback"
     precision_reason: str | None = None
     fallback: dict | None = None  # {"file", "margin": {label: calibrated-logit margin}, "rule"}
+    route: dict | None = None  # {"default", "reason", "tiers": [...], "gate"}: the students in front of the teacher
     files: dict | None = None  # name -> SHA-256, the files the scorer reads
     backbone: dict | None = None  # provenance of the backbone
     training_data_sha256: str | None = None
@@ -193,6 +195,57 @@ def validate_fields(meta: BundleMeta, meta_path: Path) -> None:
         required(meta, "model_version")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BundleError(f"{meta_path}: missing or malformed field {exc}") from exc
+    validate_route(meta, meta_path)
+
+
+#: What `route.default` may say: the cascade, or the teacher alone (the gate failed).
+ROUTE_DEFAULTS = ("auto", "teacher")
+#: Tier kinds the scorer knows, and the settings each needs (positive integers).
+TIER_KINDS = {"hashed_ngrams": ("buckets", "ngram_min", "ngram_max", "window_chars", "stride_chars"), "transformer": ()}
+
+
+def validate_route(meta: BundleMeta, meta_path: Path) -> None:
+    """The `route` section, when there is one: a known default, and per tier a unique name (not a
+    route's own: auto, teacher), a known kind with its settings, a file hashed in `files` (so a
+    swapped student graph refuses to load like a swapped teacher) and a finite margin >= 0 per
+    label. A bundle without `route` is teacher-only, as bundles were before tiers."""
+    route = meta.route
+    if route is None:
+        return
+    where = f"{meta_path}: route"
+    if not isinstance(route, dict):
+        raise BundleError(f"{where}: expected an object, found {type(route).__name__}")
+    if route.get("default") not in ROUTE_DEFAULTS:
+        raise BundleError(f"{where}.default = {route.get('default')!r}; expected one of {', '.join(ROUTE_DEFAULTS)}")
+    tiers = route.get("tiers") or []
+    if not isinstance(tiers, list):
+        raise BundleError(f"{where}.tiers: expected a list, found {type(tiers).__name__}")
+    names: set[str] = set()
+    for k, tier in enumerate(tiers):
+        at = f"{where}.tiers[{k}]"
+        if not isinstance(tier, dict):
+            raise BundleError(f"{at}: expected an object, found {type(tier).__name__}")
+        name = tier.get("name")
+        if not isinstance(name, str) or not name or name in ROUTE_DEFAULTS or name in names:
+            raise BundleError(f"{at}.name = {name!r}: a tier needs a unique name other than {', '.join(ROUTE_DEFAULTS)}")
+        names.add(name)
+        if tier.get("kind") not in TIER_KINDS:
+            raise BundleError(f"{at}.kind = {tier.get('kind')!r}: not a tier kind this reportguard knows ({', '.join(TIER_KINDS)})")
+        for key in TIER_KINDS[tier["kind"]]:
+            value = tier.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise BundleError(f"{at}.{key} = {value!r} is not a positive integer")
+        if tier["kind"] == "hashed_ngrams" and tier["ngram_min"] > tier["ngram_max"]:
+            raise BundleError(f"{at}: ngram_min {tier['ngram_min']} exceeds ngram_max {tier['ngram_max']}")
+        if tier.get("file") not in (meta.files or {}):
+            raise BundleError(f"{at}.file = {tier.get('file')!r} has no hash in files")
+        margin = tier.get("margin")
+        if not isinstance(margin, dict) or any(_not_a_margin(margin.get(x)) for x in MODEL_LABELS):
+            raise BundleError(f"{at}.margin = {margin!r}: needs a finite number >= 0 for each of {', '.join(MODEL_LABELS)}")
+
+
+def _not_a_margin(value) -> bool:
+    return isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0
 
 
 def required(meta: BundleMeta, name: str):

@@ -9,6 +9,8 @@ A bundle directory (models/<name>/, models/current -> the latest) holds:
 - model_fp32.onnx  (int8 bundles) the fp32 graph; with a `fallback` section in bundle.json the
                    scorer re-scores in fp32 every listing whose int8 score lies within a margin
                    of a decision threshold (see `Bundle.predict_proba`)
+- tier1.npz, tier2.onnx (bundles with a `route` section) the student tiers that settle the easy
+                   listings before the teacher (serve/tiers.py); hash-checked like model.onnx
 - metrics.json, MODEL_CARD.md, hf/ (the fine-tuned transformers checkpoint) — for people and
   for further training; the scorer does not need them.
 
@@ -45,9 +47,11 @@ import numpy as np
 from reportguard.core.bundle_format import (CONTENT_FIELD, FORMAT, REQUIRED_FILES, BundleError, BundleMeta,  # noqa: F401
                                             bundle_files, check_files, check_other_files, content_hash, dump, read_meta,
                                             required, seal, sha256_file, validate_fields, validate_meta, validate_thresholds)
-from reportguard.core.calibration import calibrated, decision_cuts, label_array, near_a_cut
+from reportguard.core.calibration import calibrated, decision_cuts, label_array, near_a_cut, sigmoid
 from reportguard.core.encoding import EncodingSpec, encode, encode_texts, length_batches, load_tokenizer, pad_batch, pool_max
 from reportguard.core.labels import MODEL_LABELS
+
+from .tiers import Tier, open_tier, parse_tiers
 
 
 class GraphError(BundleError):
@@ -100,6 +104,10 @@ class Bundle:
     _session: object = field(default=None, repr=False)
     _fallback_session: object = field(default=None, repr=False)
     _tokenizer: object = field(default=None, repr=False)
+    #: the student tiers of bundle.json's `route`, cheapest first (serve/tiers.py); none: teacher-only
+    tiers: list[Tier] = field(default_factory=list)
+    #: tier index -> its model, opened lazily in the process that uses it, like the sessions
+    _tier_models: dict = field(default_factory=dict, repr=False)
 
     @property
     def model_version(self) -> str:
@@ -116,6 +124,16 @@ class Bundle:
         self.session
         if self.fallback_margin is not None:
             self.fallback_session
+        for index in range(len(self.tiers)):
+            self.tier_model(index)
+
+    def tier_model(self, index: int):
+        """Tier `index`'s model (serve.tiers.open_tier): a session for a transformer, arrays for
+        n-grams; created on first use in this process and never pickled (see `session`)."""
+        model = self._tier_models.get(index)
+        if model is None:
+            model = self._tier_models[index] = open_tier(self, self.tiers[index])
+        return model
 
     @property
     def fp32_path(self) -> Path:
@@ -159,6 +177,7 @@ class Bundle:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_session"] = state["_fallback_session"] = state["_tokenizer"] = None
+        state["_tier_models"] = {}
         return state
 
     def encode(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
@@ -179,7 +198,13 @@ class Bundle:
         return near_a_cut(logits / self.temperature, self.cuts(), self.fallback_margin)
 
     def predict_proba(self, texts: list[str], batch_size: int = 32, on_batch=None) -> tuple[np.ndarray, list[bool]]:
-        """Calibrated probabilities for already-normalised texts, batched by length to cut padding.
+        """Calibrated probabilities for already-normalised texts (`calibrated_logits`, through the sigmoid)."""
+        logits, truncated = self.calibrated_logits(texts, batch_size, on_batch)
+        return sigmoid(logits), truncated
+
+    def calibrated_logits(self, texts: list[str], batch_size: int = 32, on_batch=None) -> tuple[np.ndarray, list[bool]]:
+        """Calibrated logits (logit / T per label) for already-normalised texts, batched by length
+        to cut padding. The units the routing cuts and the students' targets are in.
 
         A long text is several windows (core.encoding, `long_text: windows`); every window is
         scored and a text's logit per label is the maximum over its windows. With a fallback
@@ -204,7 +229,7 @@ class Bundle:
                 window_logits[idx] = self.logits([ids[i] for i in idx], self.fallback_session)
             logits[near_texts] = pool_max(window_logits, encoded.owner, len(texts))[near_texts]
             self.fallback_rows += int(near_texts.sum())
-        return self.calibrate(logits), encoded.truncated
+        return logits / self.temperature, encoded.truncated
 
 
 def load_bundle(path: str | Path, threads: int | None = None, verify_hashes: bool = True) -> Bundle:
@@ -233,7 +258,7 @@ def load_bundle(path: str | Path, threads: int | None = None, verify_hashes: boo
               file=sys.stderr)
     threads = threads or int(os.environ.get("REPORTGUARD_THREADS", 0)) or (os.cpu_count() or 1)
     return Bundle(path, meta.to_dict(), spec, thresholds, temperature, block, threads, fallback_margin=margin,
-                  content_sha256=computed, version=version)
+                  content_sha256=computed, version=version, tiers=parse_tiers(meta.route))
 
 
 def _one_line(exc: BaseException) -> str:

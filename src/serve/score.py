@@ -4,15 +4,19 @@ Per chunk of input rows (chunk boundaries depend only on the input):
 1. read and validate rows (core.records): bad rows become rejects with reasons;
 2. normalise title and description once, keeping offsets for evidence;
 3. deduplicate by normalised text across the whole run: a text seen before reuses its scores;
-4. tokenise new texts in batches, sorted by length to minimise padding, and run onnxruntime;
+4. route new texts (serve/tiers.py, `--route`): under `auto` the bundle's student tiers settle the
+   texts far from every decision cut and the teacher the rest; the models run in batches sorted
+   by length to minimise padding (tokenised for the transformers, onnxruntime);
 5. calibrated probabilities -> labels (thresholds from the bundle), credential_missing by rule,
-   decision (block / review / pass), evidence (lexicon hits + occlusion of clauses);
+   decision (block / review / pass), evidence (lexicon hits + occlusion of clauses, through the
+   cheapest tier that reproduces the text's decision);
 6. write the chunk as a part file: temp file, then rename. The rename is the commit.
 
 A rerun of the same command skips committed chunks and rebuilds the dedup cache from them, so the
 result after `kill -9` and a rerun is identical to an uninterrupted run. When every chunk is
 done, the parts are assembled into OUT (temp file + rename), with OUT.rejects.jsonl and
-OUT.manifest.json beside it; a rerun of a finished run is a no-op. The run state (inputs' paths,
+OUT.manifest.json beside it (with the rows, texts and evidence settled per tier); a rerun of a
+finished run is a no-op. The run state (inputs' paths,
 sizes and modification times, the bundle's content hash, the options) is recorded; a rerun with anything else starts over and
 says what changed. Inputs are checked (they exist, have a known format and the required columns,
 and OUT is none of them) before the bundle loads; each input's SHA-256 is computed while it is
@@ -41,9 +45,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reportguard.core.atomic import atomic_path, temp_path, write_text_atomic
+from reportguard.core.calibration import sigmoid
 from reportguard.core.columns import load_column_map
 from reportguard.core.errors import ReportguardError, UsageError
 from reportguard.core.credentials import with_derived_labels
@@ -55,6 +61,7 @@ from reportguard.core.records import (Chunk, ReadOptions, SpillStore, check_head
 from .bundle import Bundle, load_bundle, sha256_file
 from .evidence import clauses, lexicon_evidence, occluded_texts, prepare, span_evidence
 from .outputs import SCORE_COLUMNS, assemble, iter_run, output_format, rows_to_table
+from .tiers import Routed, describe_route, evidence_tiers, resolve_route, route_texts, tier_names, tier_proba
 
 INTERNAL = ("_file", "_line")
 
@@ -68,6 +75,7 @@ class ScoreOptions:
     columns: str | None = None
     encoding: str | None = None
     attribution: str = "occlusion"  # or "none"
+    route: str = "auto"  # serve/tiers.py: auto (the bundle's cascade), teacher, or one tier alone (tier1, tier2)
     occlusion_clauses: int = 4
     min_drop: float = 0.1
     progress: bool = True
@@ -93,10 +101,14 @@ class ChunkStats:
     encodings: dict = field(default_factory=dict)  # rows per input encoding
     warnings: list = field(default_factory=list)  # encoding switches first seen in this chunk
     ids_trimmed: int = 0
+    rows_by_tier: list = field(default_factory=list)  # by tier index (serve.tiers.tier_names): rows whose text it settled
+    texts_by_tier: list = field(default_factory=list)  # new texts settled per tier
+    evidence_by_tier: list = field(default_factory=list)  # new flagged texts whose clauses were occluded through each tier
 
 
 class TextCache:
-    """Normalised-text key -> (probabilities, occlusion spans): each unique text is scored once.
+    """Normalised-text key -> (probabilities, occlusion spans, index of the tier that settled it):
+    each unique text is scored once.
 
     Memory is bounded: the `capacity` most recently used texts stay in memory (an LRU); older ones
     move to a SpillStore on disk (SQLite behind a fixed-size Bloom filter), so a repost of any
@@ -106,7 +118,7 @@ class TextCache:
     def __init__(self, capacity: int = 100_000, spill_dir: str | Path | None = None):
         self.capacity = max(1, capacity)
         self.spill_dir = spill_dir
-        self.hot: OrderedDict[str, tuple[np.ndarray, list]] = OrderedDict()
+        self.hot: OrderedDict[str, tuple[np.ndarray, list, int]] = OrderedDict()
         self.cold: SpillStore | None = None
         self.size = 0
 
@@ -117,9 +129,9 @@ class TextCache:
     def __len__(self) -> int:
         return self.size
 
-    def get_many(self, keys: list[str]) -> dict[str, tuple[np.ndarray, list]]:
+    def get_many(self, keys: list[str]) -> dict[str, tuple[np.ndarray, list, int]]:
         """The cached entries among `keys` (distinct); a hit becomes the most recently used."""
-        found: dict[str, tuple[np.ndarray, list]] = {}
+        found: dict[str, tuple[np.ndarray, list, int]] = {}
         missing = []
         hot = self.hot
         for k in keys:
@@ -131,12 +143,12 @@ class TextCache:
                 found[k] = entry
         if missing and self.cold is not None:
             for k, blob in self.cold.get_many(missing).items():
-                entry = (np.frombuffer(blob[:12], dtype=np.float32).copy(), json.loads(blob[12:]))
+                entry = (np.frombuffer(blob[:12], dtype=np.float32).copy(), json.loads(blob[13:]), blob[12])
                 found[k] = hot[k] = entry  # used again: back in memory (it stays on disk too)
             self._evict()
         return found
 
-    def put_many(self, entries: dict[str, tuple[np.ndarray, list]]) -> None:
+    def put_many(self, entries: dict[str, tuple[np.ndarray, list, int]]) -> None:
         """Add texts not cached yet."""
         self.hot.update(entries)
         self.size += len(entries)
@@ -150,17 +162,17 @@ class TextCache:
         batch = [self.hot.popitem(last=False) for _ in range(excess)]
         if self.cold is None:
             self.cold = SpillStore(self.spill_dir)
-        self.cold.put_many([(k, np.asarray(p, dtype=np.float32).tobytes() + json.dumps(occ).encode("utf-8"))
-                            for k, (p, occ) in batch])
+        self.cold.put_many([(k, np.asarray(p, dtype=np.float32).tobytes() + bytes([tier]) + json.dumps(occ).encode("utf-8"))
+                            for k, (p, occ, tier) in batch])
 
     def load_part(self, part: Path) -> None:
-        table = pq.read_table(part, columns=["_key", *PROB_COLUMNS, "_occlusion"])
+        table = pq.read_table(part, columns=["_key", *PROB_COLUMNS, "_occlusion", "_tier"])
         cols = table.to_pydict()
         known = self.get_many(list(dict.fromkeys(cols["_key"])))
-        new: dict[str, tuple[np.ndarray, list]] = {}
-        for i, (k, occ) in enumerate(zip(cols["_key"], cols["_occlusion"])):
+        new: dict[str, tuple[np.ndarray, list, int]] = {}
+        for i, (k, occ, tier) in enumerate(zip(cols["_key"], cols["_occlusion"], cols["_tier"])):
             if k not in known and k not in new:
-                new[k] = (np.array([cols[c][i] for c in PROB_COLUMNS], dtype=np.float32), json.loads(occ))
+                new[k] = (np.array([cols[c][i] for c in PROB_COLUMNS], dtype=np.float32), json.loads(occ), tier)
         self.put_many(new)
 
     def close(self) -> None:
@@ -195,7 +207,7 @@ def run_state(files: list[Path], bundle: Bundle, options: ScoreOptions) -> dict:
             "model_version": bundle.model_version, "bundle_sha256": bundle.content_sha256, "model_files": bundle.meta["files"],
             "normalizer_version": NORMALIZER_VERSION,
             "options": {k: v for k, v in asdict(options).items() if k in ("chunk_size", "columns", "encoding", "attribution",
-                                                                             "occlusion_clauses", "min_drop")}}
+                                                                             "occlusion_clauses", "min_drop", "route")}}
 
 
 def what_changed(previous: dict | None, state: dict) -> str:
@@ -211,7 +223,10 @@ def what_changed(previous: dict | None, state: dict) -> str:
         reasons.append(f"another model bundle ({before}; now {state['model_version']} sha256 {state['bundle_sha256'][:12]})")
     if previous.get("normalizer_version") != state["normalizer_version"]:
         reasons.append("another normaliser")
-    if previous.get("options") != state["options"]:
+    before, now = previous.get("options") or {}, state["options"]
+    if before.get("route") != now.get("route"):
+        reasons.append(f"another --route ({before.get('route') or 'teacher, before routes existed'}; now {now.get('route')})")
+    if {k: v for k, v in before.items() if k != "route"} != {k: v for k, v in now.items() if k != "route"}:
         reasons.append("other options")
     return "a run with " + (", ".join(reasons) or "another reportguard version")
 
@@ -393,6 +408,7 @@ def score(inputs: list[str], output: str | Path, options: ScoreOptions | None = 
     out = Path(output)
     files, read_options = check_inputs(inputs, out, options)  # before the bundle loads
     bundle = load_bundle(options.model, threads=options.threads)
+    resolve_route(bundle, options.route)  # --route tier2 on a bundle without one: a usage error, before any work
     bundle.check_loadable()  # an unloadable graph or tokenizer fails here, naming the file
     state = run_state(files, bundle, options)
     manifest_path = Path(f"{out}.manifest.json")
@@ -543,8 +559,11 @@ def score_records(records: list[dict], bundle: Bundle, cache: TextCache, options
 
     Used by the local scorer per chunk and by the Spark engine per partition, so both produce the
     same columns from the same code. `cache` deduplicates by normalised text and is filled with
-    every new text. Returns the output rows (with the "_key"/"_occlusion" resume columns) and
-    counts/timings.
+    every new text. New texts go through `options.route` (serve/tiers.py); with route teacher the
+    probabilities are `Bundle.predict_proba`'s, bit for bit. Returns the output rows (with the
+    "_key"/"_occlusion" resume columns) and counts/timings, with per row the index of the tier
+    that settled its text (`info["row_tiers"]`, the "_tier" resume column) and per tier index the
+    rows, new texts and evidence it settled.
     """
     passthrough = [] if passthrough is None else passthrough
     t0 = time.perf_counter()
@@ -556,18 +575,15 @@ def score_records(records: list[dict], bundle: Bundle, cache: TextCache, options
     for (text, _), key in zip(prepared, keys):
         if key not in known and key not in new:
             new[key] = text
-    truncated = 0
-    if new:
-        probs, cut = bundle.predict_proba(list(new.values()), options.batch_size, on_batch=on_batch)
-        truncated = int(sum(cut))
-        occlusion = _occlusion(list(new.values()), probs, bundle, options)
-        fresh = {key: (probs[k], occlusion[k]) for k, key in enumerate(new)}
-        cache.put_many(fresh)
-        known.update(fresh)
+    fresh, counts = _score_new(new, bundle, options, on_batch)
+    cache.put_many(fresh)
+    known.update(fresh)
     t2 = time.perf_counter()
     rows = []
+    row_tiers = []
     for record, (text, fields), key in zip(records, prepared, keys):
-        probs, occl = known[key]
+        probs, occl, tier = known[key]
+        row_tiers.append(tier)
         labels = with_derived_labels([x for x, p, t in zip(MODEL_LABELS, probs, bundle.thresholds) if p >= t],
                                      record["title"], record.get("description"), record.get("qualification"))
         evidence = lexicon_evidence(text, fields, set(labels))
@@ -589,9 +605,26 @@ def score_records(records: list[dict], bundle: Bundle, cache: TextCache, options
             row[name] = value
         rows.append(row)
     t3 = time.perf_counter()
-    info = {"new_texts": len(new), "truncated": truncated,
+    info = {"new_texts": len(new), **counts, "row_tiers": row_tiers,
+            "rows_by_tier": np.bincount(np.asarray(row_tiers, dtype=np.int64), minlength=len(bundle.tiers) + 1).tolist(),
             "seconds": {"normalise": t1 - t0, "inference": t2 - t1, "labels_and_evidence": t3 - t2}}
     return rows, info
+
+
+def _score_new(new: dict[str, str], bundle: Bundle, options: ScoreOptions, on_batch) -> tuple[dict, dict]:
+    """Cache entries (probabilities, occlusion spans, settling tier) for texts not seen before,
+    keyed as `new`, and their counts: truncated texts, new texts and evidence per tier index."""
+    n_tiers = len(bundle.tiers) + 1  # the students, then the teacher
+    if not new:
+        return {}, {"truncated": 0, "texts_by_tier": [0] * n_tiers, "evidence_by_tier": [0] * n_tiers}
+    texts = list(new.values())
+    routed = route_texts(bundle, texts, options.route, options.batch_size, on_batch=on_batch)
+    probs = sigmoid(routed.logits)  # Bundle.predict_proba's own float path: route teacher gives its numbers
+    occlusion, via = _occlusion(texts, probs, bundle, options, routed)
+    fresh = {key: (probs[k], occlusion[k], int(routed.tier[k])) for k, key in enumerate(new)}
+    return fresh, {"truncated": int(sum(routed.truncated)),
+                   "texts_by_tier": np.bincount(routed.tier, minlength=n_tiers).tolist(),
+                   "evidence_by_tier": np.bincount(via[via >= 0], minlength=n_tiers).tolist()}
 
 
 def passthrough_name(column: str) -> str | None:
@@ -616,11 +649,13 @@ def _score_chunk(index: int, chunk: Chunk, bundle: Bundle, cache: TextCache, opt
     rows, info = score_records(chunk.records, bundle, cache, options, passthrough,
                                on_batch=lambda n: progress.update(n * per_text))
     st.new_texts, st.truncated = info["new_texts"], info["truncated"]
+    st.rows_by_tier, st.texts_by_tier, st.evidence_by_tier = info["rows_by_tier"], info["texts_by_tier"], info["evidence_by_tier"]
     t3 = time.perf_counter()
     # Rejects and stats first, the part file last: its rename commits the chunk.
     _write_atomic(parts_dir / f"chunk-{index:06d}.rejects.jsonl",
                   "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in chunk.rejects))
     table = rows_to_table(rows, [c for c in passthrough if any(c in r for r in rows)] + ["_key", "_occlusion"])
+    table = table.append_column("_tier", pa.array(info["row_tiers"], pa.int8()))  # resume: the cache entry's tier
     with atomic_path(parts_dir / f"chunk-{index:06d}.parquet") as tmp:
         pq.write_table(table, tmp)
         st.seconds = dict(info["seconds"], write=time.perf_counter() - t3)
@@ -629,35 +664,46 @@ def _score_chunk(index: int, chunk: Chunk, bundle: Bundle, cache: TextCache, opt
     return st
 
 
-def _occlusion(texts: list[str], probs: np.ndarray, bundle: Bundle, options: ScoreOptions) -> list[list]:
-    """Per text, [(label, start, end)] of the clause whose removal drops that label most."""
+def _occlusion(texts: list[str], probs: np.ndarray, bundle: Bundle, options: ScoreOptions,
+               routed: Routed | None = None) -> tuple[list[list], np.ndarray]:
+    """Per text, [(label, start, end)] of the clause whose removal drops that label most, and the
+    index of the tier the occlusion ran through (-1: none).
+
+    Each flagged text's variants go through the cheapest tier whose labels and decision for it
+    equal the final ones (serve.tiers.evidence_tiers; the teacher alone under route teacher, or
+    without `routed`), all variants of one tier in one batched call; the drop is measured on that
+    tier's probabilities."""
     result: list[list] = [[] for _ in texts]
+    via = np.full(len(texts), -1, dtype=np.int8)
     if options.attribution != "occlusion":
-        return result
-    jobs = []  # (text index, span)
-    variants = []
+        return result, via
+    teacher = len(bundle.tiers)
+    tiers, base = evidence_tiers(bundle, routed, probs) if routed is not None else (np.full(len(texts), teacher), probs)
+    jobs: dict[int, list[tuple[int, tuple[int, int]]]] = {}  # tier index -> [(text index, span)]
+    variants: dict[int, list[str]] = {}
     for i, text in enumerate(texts):
         if not (probs[i] >= bundle.thresholds).any():
             continue
         spans = clauses(text, options.occlusion_clauses)
         if len(spans) < 2:
             continue  # one clause: removing it removes the listing, which says nothing
-        jobs += [(i, s) for s in spans]
-        variants += occluded_texts(text, spans)
-    if not variants:
-        return result
-    occluded, _ = bundle.predict_proba(variants, options.batch_size)
+        t = int(tiers[i])
+        via[i] = t
+        jobs.setdefault(t, []).extend((i, s) for s in spans)
+        variants.setdefault(t, []).extend(occluded_texts(text, spans))
     best: dict[tuple[int, int], tuple[float, tuple[int, int]]] = {}
-    for (i, span), p in zip(jobs, occluded):
-        for k in range(len(MODEL_LABELS)):
-            if probs[i][k] < bundle.thresholds[k]:
-                continue
-            drop = float(probs[i][k] - p[k])
-            if drop >= options.min_drop and drop > best.get((i, k), (0.0, None))[0]:
-                best[(i, k)] = (drop, span)
+    for t in sorted(jobs):
+        occluded = tier_proba(bundle, t, variants[t], options.batch_size)
+        for (i, span), p in zip(jobs[t], occluded):
+            for k in range(len(MODEL_LABELS)):
+                if probs[i][k] < bundle.thresholds[k]:
+                    continue
+                drop = float(base[i][k] - p[k])
+                if drop >= options.min_drop and drop > best.get((i, k), (0.0, None))[0]:
+                    best[(i, k)] = (drop, span)
     for (i, k), (_, (s, e)) in sorted(best.items()):
         result[i].append([MODEL_LABELS[k], s, e])
-    return result
+    return result, via
 
 
 def _assemble_rejects(parts_dir: Path, stats: list[ChunkStats], path: Path) -> None:
@@ -674,6 +720,12 @@ def _manifest(state: dict, stats: list[ChunkStats], cache: TextCache, bundle: Bu
     rejected = sum(s.rejected for s in stats)
     if rows_in != accepted + rejected or rows_out != accepted:
         raise RuntimeError(f"row counts do not reconcile: in {rows_in}, accepted {accepted}, rejected {rejected}, written {rows_out}")
+    route = describe_route(bundle, state["options"]["route"])
+    names = tier_names(bundle)
+    for what in ("rows_by_tier", "texts_by_tier", "evidence_by_tier"):
+        route[what] = {name: sum((getattr(s, what) or [0] * len(names))[k] for s in stats) for k, name in enumerate(names)}
+    if sum(route["rows_by_tier"].values()) != accepted:
+        raise RuntimeError(f"rows per tier do not reconcile: {route['rows_by_tier']} against {accepted} accepted")
     decisions: dict[str, int] = {}
     labels: dict[str, int] = {}
     for r in iter_run(out, columns=["decision", "labels"]):
@@ -699,6 +751,8 @@ def _manifest(state: dict, stats: list[ChunkStats], cache: TextCache, bundle: Bu
         "model_path": str(bundle.path.resolve()), "precision": bundle.meta.get("precision"),
         # int8 with fp32 fallback: model passes (texts and occlusion variants) this process re-ran in fp32
         **({"fp32_fallback_passes": bundle.fallback_rows} if bundle.fallback_margin is not None else {}),
+        # the route (serve/tiers.py): rows and new texts settled per tier, and the tiers the evidence ran through
+        "route": route,
         "normalizer_version": NORMALIZER_VERSION, "threads": bundle.threads,
         "chunks": len(stats), "resumed_chunks": resumed_chunks,
         "seconds": seconds, "rows_per_second": round(rows_in / max(total_seconds, 1e-9), 1),

@@ -63,6 +63,7 @@ from reportguard.serve.bundle import BundleError, load_bundle
 from reportguard.serve.evidence import prepare
 from reportguard.serve.outputs import SCORE_COLUMNS, rows_to_table
 from reportguard.serve.score import INTERNAL, ScoreOptions, TextCache, model_input, passthrough_name, score_records
+from reportguard.serve.tiers import ROUTES, describe_route
 
 REJECT_COLUMNS = ("file", "line", "column", "listing_id", "reason", "raw")
 _READ_BATCH = 1000  # rows per Arrow batch from the readers
@@ -408,6 +409,7 @@ def score_spark(inputs: list[str], output_dir: str, options: ScoreOptions | None
     if local_inputs:  # same errors, before any Spark work, as the local scorer
         check_headers(list_input_files(local_inputs), read)
     bundle, spark = _driver_bundle(str(options.model), spark, master, conf)
+    route = describe_route(bundle, options.route)  # a tier the bundle lacks: a usage error before any Spark work
     spark = spark or spark_session(master, conf)
     out = str(output_dir).rstrip("/")
     _check_output(spark, out)
@@ -458,6 +460,7 @@ def score_spark(inputs: list[str], output_dir: str, options: ScoreOptions | None
     written = spark.read.parquet(out)
     manifest = _manifest(spark, written, out, counts, unique, inferred, truncated, passthrough, bundle, options,
                          dedup, partition_by, seconds, time.perf_counter() - started)
+    manifest["route"] = route
     _write_text(spark, f"{out}.manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
     ranked.unpersist()
     return manifest
@@ -601,6 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--columns", default=None, help="column mapping YAML (default configs/columns.yaml)")
     parser.add_argument("--encoding", default=None, help="force an input encoding (default: BOM, UTF-8, then GB18030)")
     parser.add_argument("--attribution", choices=["occlusion", "none"], default="occlusion")
+    parser.add_argument("--route", choices=list(ROUTES), default="auto",
+                        help="auto: the bundle's student tiers, then the teacher (default); teacher; tier1/tier2 alone")
     add_spark_options(parser)
     parser.set_defaults(engine="spark")
     return parser
@@ -609,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = ScoreOptions(model=args.model, threads=args.threads, batch_size=args.batch_size, columns=args.columns,
-                           encoding=args.encoding, attribution=args.attribution, progress=False)
+                           encoding=args.encoding, attribution=args.attribution, route=args.route, progress=False)
     try:
         score_from_args(args, options)
     except (InputError, BundleError, ValueError, FileNotFoundError) as exc:

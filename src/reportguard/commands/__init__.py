@@ -19,7 +19,7 @@ import copy
 import importlib
 
 #: The command modules, in the order `reportguard --help` lists them.
-MODULES: tuple[str, ...] = ("data", "baselines", "backbone", "train", "bench", "score", "predict", "sellers", "report",
+MODULES: tuple[str, ...] = ("data", "baselines", "backbone", "train", "distill", "bench", "score", "predict", "sellers", "report",
                             "review", "normalize")
 #: Older spellings of --output, accepted everywhere and shown nowhere.
 OLD_OUTPUT_FLAGS: tuple[str, ...] = ("--out", "--out-dir")

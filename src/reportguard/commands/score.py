@@ -12,7 +12,8 @@ DESCRIPTION = """\
 Score platform exports: CSV/TSV, JSONL or Parquet files, optionally gzipped, or folders of shards.
 Headers map through the column aliases (configs/columns.yaml in the project home, else the
 packaged defaults: 商品ID -> listing_id, 商品标题 -> title, ...). Each accepted row gets calibrated
-probabilities, labels, a decision (block/review/pass) and evidence; every rejected row goes to
+probabilities, labels, a decision (block/review/pass) and evidence (--route picks the models: the
+bundle's student tiers in front of the teacher by default); every rejected row goes to
 OUT.rejects.jsonl with its file, line and reason, and OUT.manifest.json holds the counts, input
 hashes and versions. Inputs are checked before the model loads. A killed run resumes when the same
 command runs again.
@@ -41,6 +42,12 @@ def register(subparsers) -> None:
     p.add_argument("--encoding", default=None, help="force an input encoding (default: per line, UTF-8, then GB18030)")
     p.add_argument("--attribution", choices=["occlusion", "none"], default="occlusion",
                    help="model evidence by occluding clauses of flagged listings (default) or lexicon evidence only")
+    p.add_argument("--route", choices=["auto", "teacher", "tier1", "tier2"], default="auto",
+                   help="which models score each listing: auto (default) runs the bundle's cascade, the cheap student "
+                        "tiers settling the listings far from every decision threshold and the teacher the rest (a bundle "
+                        "without tiers, or whose gate failed, scores with the teacher alone); teacher: the teacher on every "
+                        "listing, the scorer's output before tiers, exactly; tier1, tier2: that student alone on every "
+                        "listing, for diagnosis (not for decisions)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from reportguard.serve.spark_options import add_spark_options
     add_spark_options(p)
@@ -51,7 +58,7 @@ def _score(args: argparse.Namespace) -> int:
     from reportguard.serve.score import ScoreOptions, score, summary
     options = ScoreOptions(model=args.model, threads=args.threads, batch_size=args.batch_size, chunk_size=args.chunk_size,
                            columns=args.columns, encoding=args.encoding, attribution=args.attribution,
-                           progress=not args.quiet)
+                           route=args.route, progress=not args.quiet)
     if args.engine == "spark":  # OUT is then a directory of partitioned Parquet (docs/spark.md)
         bad = [item for item in args.conf if "=" not in item]
         if bad:

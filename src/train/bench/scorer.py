@@ -11,7 +11,10 @@ normalised listings and the same thread count:
 Plus: a fp32 matmul peak measured in the same run (achieved GFLOP/s is reported against it),
 tokenisation speed of `tokenizers` batch encoding against the transformers tokenizer called per
 text, and an end-to-end `reportguard score` of a dump with 30% repeated texts (dedup at work).
-Results: reports/bench.md and reports/bench.json.
+Results: reports/bench.md and reports/bench.json. The tiered route is measured by bench/route.py
+(`reportguard bench route`, which `make bench` runs next): it writes reports/bench_route.{md,json}
+and its headline numbers as the "Tiered route" section at the end of bench.md; `render` points
+there until that section is written.
 """
 from __future__ import annotations
 
@@ -152,7 +155,10 @@ def _pipeline_worker(bundle_dir: str, texts: list[str], threads: int) -> dict:
         tokenizer(t, truncation=True, max_length=enc["max_length"])
     per_text_tokenise = time.perf_counter() - t0
     return {"seconds": seconds, "latencies": latencies, "per_text_tokenise_seconds": per_text_tokenise,
-            "labels": [sorted(d["label"] for d in row if d["score"] >= 0.5) for row in out]}
+            "labels": [sorted(d["label"] for d in row if d["score"] >= 0.5) for row in out],
+            # sigmoid of the raw logits per model label: bench/route.py applies the bundle's
+            # temperature and thresholds to compare the pipeline's decisions with the scorer's
+            "scores": [[next((d["score"] for d in row if d["label"] == name), 0.0) for name in MODEL_LABELS] for row in out]}
 
 
 def _run_worker(variant: str, bundle: Path, texts_file: Path, model_file: Path | None, threads: int) -> dict:
@@ -298,7 +304,11 @@ def render(s: dict) -> str:
               f"{t['transformers_per_text_listings_per_second']:.0f}/s (transformers tokenizer, per text).",
               f"- End to end (`reportguard score`, {e['none']['rows']} rows, {e['none']['unique']} unique texts): "
               f"{e['none']['rows_per_second']:.1f} rows/s without attribution, {e['occlusion']['rows_per_second']:.1f} rows/s with occlusion evidence.",
-              "- Achieved GFLOP/s counts useful (unpadded) encoder FLOPs over model time only; the pipeline's includes its own overheads.", ""]
+              "- Achieved GFLOP/s counts useful (unpadded) encoder FLOPs over model time only; the pipeline's includes its own overheads.", "",
+              "## Tiered route", "",
+              "Not measured in this run yet: `reportguard bench route` (the next step of `make bench`) measures the student tiers "
+              "and the shipped route against `--route teacher` and replaces this section with its numbers "
+              "([bench_route.md](bench_route.md)).", ""]
     return "\n".join(lines)
 
 
