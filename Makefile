@@ -54,7 +54,7 @@ backbone: $(STAMP)
 train: $(STAMP)
 	$(RG) train --config $(or $(CONFIG),configs/e5_small.yaml)
 
-## distill: students of models/current (tier 1 hashed n-grams, tier 2 four teacher layers), routing cuts, gate -> a tiered models/current (~70 min on 2 cores)
+## distill: students of models/current (tier 1 hashed n-grams, tier 2 four teacher layers), routing cuts, gate -> a tiered models/current (~110 min on 2 cores from scratch, 89 of them the teacher labelling; ~25 min with its labels cached)
 distill: $(STAMP)
 	$(RG) distill --teacher models/current --config $(or $(CONFIG),configs/distill_e5_small.yaml)
 

@@ -112,3 +112,19 @@ def test_a_tampered_student_refuses_to_load(tiered, tmp_path):
     (copy / "tier1.npz").write_bytes(bytes(data))
     with pytest.raises(BundleError, match="tier1.npz"):
         load_bundle(copy)
+
+
+def test_refit_fits_the_margins_again_gates_and_reseals(tiered):
+    from reportguard.serve.bundle import load_bundle
+    from reportguard.train.distill.config import load_distill_config
+    from reportguard.train.distill.pipeline import refit
+    bundle_dir, out = tiered
+    before = json.loads((bundle_dir / "bundle.json").read_text())
+    config = load_distill_config("configs/distill_tiny.yaml", [
+        f"output.models_dir={out / 'models'}", f"output.reports_dir={out / 'reports'}", "routing.min_margin=0.5"])
+    assert refit(bundle_dir, config) == bundle_dir.resolve()
+    after = json.loads((bundle_dir / "bundle.json").read_text())
+    assert after["route"]["fitted_on"].startswith("validation (") and "held-out" not in after["route"]["fitted_on"]
+    assert all(m >= 0.5 for t in after["route"]["tiers"] for m in t["margin"].values())
+    assert after["content_sha256"] != before["content_sha256"] and after["files"] == before["files"]
+    assert load_bundle(bundle_dir).model_version == before["model_version"]

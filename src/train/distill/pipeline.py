@@ -99,39 +99,95 @@ def distill(config: DistillConfig) -> Path:
     meta["route"] = {"default": "teacher", "reason": "margins not fitted yet", "tiers": tiers}
     _write(work, meta)
 
+    fit = _fit_rows(data, texts, soft, held, config.routing.fit_on)
+    summary = {"version": version, "teacher": base, "transfer_sha256": set_hash, "transfer_texts": len(texts),
+               "tiers": tiers, "tier2": tier2_info, "seconds": timings}
+    return _route_and_ship(config, work, out, meta, fit, data, summary, started)
+
+
+def refit(bundle_dir: Path, config: DistillConfig) -> Path:
+    """Fit a tiered bundle's margins again (`reportguard distill --refit DIR`, e.g. with another
+    `routing.*`), gate and reseal it in place, without training anything; the held-out transfer
+    slice is not rebuilt, so the fit is on validation alone."""
+    started = time.perf_counter()
+    bundle_dir = Path(bundle_dir).resolve()
+    meta = json.loads((bundle_dir / "bundle.json").read_text(encoding="utf-8"))
+    meta = {k: v for k, v in meta.items() if k not in (CONTENT_FIELD, "other_files")}
+    data = load_config(config.train_config).data.to_dict()
+    route = meta["route"]
+    fit = _fit_rows(data, [], np.zeros((0, len(MODEL_LABELS)), np.float32), np.zeros(0, bool), "validation")
+    summary = {"version": meta["model_version"], "teacher": route.get("teacher_version"), "transfer_sha256": route.get("transfer_sha256"),
+               "transfer_texts": route.get("transfer_texts"), "tiers": route["tiers"], "tier2": None, "seconds": {}}
+    work = bundle_dir.with_name(f".{bundle_dir.name}.tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    _copy_teacher(bundle_dir, work, keep_tiers=True)
+    return _route_and_ship(config, work, bundle_dir, meta, fit, data, summary, started)
+
+
+# long because it is the second half of the outline: fit, gate, reseal, evidence, report
+def _route_and_ship(config: DistillConfig, work: Path, out: Path, meta: dict, fit: dict, data: dict, summary: dict,
+                    started: float) -> Path:
+    """Steps 5-6 on a bundle directory in `work` whose bundle.json (`meta`) lists its tiers."""
+    from reportguard.serve.bundle import load_bundle
+    tiers = meta["route"]["tiers"]
     t0 = time.perf_counter()
     bundle = load_bundle(work, threads=config.tier1.threads)
-    fit = _fit_rows(data, texts, soft, held)
-    margins, logits = _fit_margins(bundle, tiers, fit, config)
+    margins, agreement = _fit_margins(bundle, tiers, fit, config)
     sets = _set_logits(bundle, tiers, data)
     passed, reason, numbers = _judge(bundle, tiers, sets, margins, config)
-    timings["routing_and_gate"] = time.perf_counter() - t0
+    if fit.get("held_texts"):
+        numbers["held_out_transfer"] = _held_out_check(bundle, tiers, fit, margins)
+    summary["seconds"]["routing_and_gate"] = time.perf_counter() - t0
     for tier, margin in zip(tiers, margins):
         tier["margin"] = {x: float(m) for x, m in zip(MODEL_LABELS, margin)}
-    meta["route"] = {"default": "auto" if passed else "teacher", "reason": reason, "tiers": tiers,
-                     "teacher_version": base, "transfer_sha256": set_hash, "transfer_texts": len(texts),
-                     "fitted_on": f"validation ({fit['validation_rows']} rows, ordinary listings included) + "
-                                  f"{int(held.sum())} held-out transfer texts",
+    meta["route"] = {**{k: v for k, v in meta["route"].items() if k not in ("default", "reason", "gate", "fitted_on")},
+                     "default": "auto" if passed else "teacher", "reason": reason, "tiers": tiers,
+                     "fitted_on": f"validation ({fit['validation_rows']} rows, ordinary listings included)"
+                                  + (f" + {len(fit['held_texts'])} held-out transfer texts" if fit["known_teacher"] is not None else ""),
                      "gate": numbers}
+    if "teacher_version" not in meta["route"]:
+        meta["route"].update(teacher_version=summary["teacher"], transfer_sha256=summary["transfer_sha256"],
+                             transfer_texts=summary["transfer_texts"])
     _write(work, meta)
     if out.exists():
         shutil.rmtree(out)
     work.rename(out)
     t0 = time.perf_counter()
     evidence = evidence_agreement(load_bundle(out, threads=config.tier1.threads), training_rows(data)["validation"]) if passed else None
-    timings["evidence_check"] = time.perf_counter() - t0
-    summary = {"version": version, "teacher": teacher.model_version, "transfer_sha256": set_hash, "transfer_texts": len(texts),
-               "passed": passed, "reason": reason, "gate": numbers, "tiers": tiers, "tier2": tier2_info, "seconds": timings,
-               "fit_agreement": logits, "evidence": evidence}
+    summary["seconds"]["evidence_check"] = time.perf_counter() - t0
+    summary.update(passed=passed, reason=reason, gate=numbers, tiers=tiers, fit_agreement=agreement, evidence=evidence)
     _report(config, out, summary)
     if config.output.point_current:
         from ..export import point_current
-        point_current(resolve(config.output.models_dir), out)
+        point_current(out.parent, out)
     print(f"distill: {out} ({reason}); {time.perf_counter() - started:.0f} s in all", file=sys.stderr)
     return out
 
 
-def _copy_teacher(src: Path, dst: Path) -> None:
+def _held_out_check(bundle, tiers: list[dict], fit: dict, margins: list[np.ndarray]) -> dict:
+    """How the fitted route does on the held-out transfer texts (not fitted on when fit_on is
+    validation): label sets and block decisions that would move against the teacher."""
+    per_tier = [_route(bundle, fit["held_texts"], t["name"]) for t in tiers]
+    route, where = routing.cascade(per_tier, fit["held_teacher"], bundle.cuts(), margins)
+    moved = _moved(bundle, route, fit["held_teacher"])
+    return {"rows": len(route), "settled_by_tier": np.bincount(where, minlength=len(tiers) + 1).tolist(), "decisions_moved": int(moved.sum())}
+
+
+def _moved(bundle, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rows on another side of any cut in `a` than in `b`."""
+    moved = np.zeros(len(a), dtype=bool)
+    for j, label_cuts in enumerate(bundle.cuts()):
+        for c in label_cuts:
+            moved |= (a[:, j] >= c) != (b[:, j] >= c)
+    return moved
+
+
+def _route(bundle, texts: list[str], name: str) -> np.ndarray:
+    from reportguard.serve.tiers import route_logits
+    return route_logits(bundle, texts, name, 32)[0]
+
+
+def _copy_teacher(src: Path, dst: Path, keep_tiers: bool = False) -> None:
     """The teacher's bundle files, hard-linked where the filesystem allows (nothing edits them in place)."""
     shutil.rmtree(dst, ignore_errors=True)
 
@@ -142,7 +198,7 @@ def _copy_teacher(src: Path, dst: Path) -> None:
             shutil.copy2(a, b)
     shutil.copytree(src, dst, copy_function=link)
     # a tiered teacher's own students go: new ones are written in their place (never through the links)
-    for tier in (json.loads((src / "bundle.json").read_text(encoding="utf-8")).get("route") or {}).get("tiers", []):
+    for tier in [] if keep_tiers else (json.loads((src / "bundle.json").read_text(encoding="utf-8")).get("route") or {}).get("tiers", []):
         (dst / tier["file"]).unlink(missing_ok=True)
 
 
@@ -168,10 +224,15 @@ def _train_tier2(config: DistillConfig, teacher_dir: Path, texts, soft, gold, tr
     return train_tier2(teacher_dir, [texts[i] for i in pick], soft[pick], [gold[i] for i in pick], work, config.tier2)
 
 
-def _fit_rows(data: dict, texts: list[str], soft: np.ndarray, held: np.ndarray) -> dict:
-    validation = training_rows(data)["validation"]
-    return {"texts": _texts(validation) + [texts[i] for i in np.flatnonzero(held)],
-            "validation_rows": len(validation), "held_teacher": soft[held]}
+def _fit_rows(data: dict, texts: list[str], soft: np.ndarray, held: np.ndarray, fit_on: str) -> dict:
+    """The rows the margins are fitted on: validation (`fit_on: validation`, the issue's rule), or
+    validation and the held-out transfer slice (`validation+holdout`: wider margins, fewer rows
+    settled early). The held-out slice is checked either way."""
+    validation = _texts(training_rows(data)["validation"])
+    held_texts = [texts[i] for i in np.flatnonzero(held)]
+    with_held = fit_on == "validation+holdout"
+    return {"texts": validation + (held_texts if with_held else []), "validation_rows": len(validation),
+            "known_teacher": soft[held] if with_held else None, "held_texts": held_texts, "held_teacher": soft[held]}
 
 
 def _tier_logits(bundle, tiers: list[dict], texts: list[str], known_teacher: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
@@ -186,7 +247,7 @@ def _tier_logits(bundle, tiers: list[dict], texts: list[str], known_teacher: np.
 
 
 def _fit_margins(bundle, tiers: list[dict], fit: dict, config: DistillConfig) -> tuple[list[np.ndarray], dict]:
-    per_tier, teacher = _tier_logits(bundle, tiers, fit["texts"], fit["held_teacher"])
+    per_tier, teacher = _tier_logits(bundle, tiers, fit["texts"], fit["known_teacher"])
     cuts = bundle.cuts()
     margins = [routing.fit_margins(l, teacher, cuts, config.routing.min_margin, config.routing.slack) for l in per_tier]
     agreement = {}
