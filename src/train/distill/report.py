@@ -25,12 +25,16 @@ def render(s: dict) -> str:
     lines += ["", "## Gate (route vs teacher only, per set)", "",
               "| set | rows | settled by | label sets = teacher | macro-F1 teacher | macro-F1 route | ordinary false alarms teacher → route |",
               "|---|---:|---|---:|---:|---:|---|"]
-    rows = {k: v for k, v in s["gate"].items() if isinstance(v, dict) and k != "not_gated"}
+    rows = {k: v for k, v in s["gate"].items() if isinstance(v, dict) and k not in ("not_gated", "held_out_transfer")}
     rows |= {f"{k} (not gated)": v for k, v in (s["gate"].get("not_gated") or {}).items()}
     for name, r in rows.items():
         f1 = (f"{r['macro_f1_teacher']:.3f} | {r['macro_f1_route']:.3f}" if "macro_f1_teacher" in r else "– | –")
         alarms = f"{r['false_alarms_teacher']} → {r['false_alarms_route']}" if "false_alarms_teacher" in r else "–"
         lines.append(f"| {name} | {r['rows']} | {_settled(r, names)} | {r['label_set_agreement']:.1%} | {f1} | {alarms} |")
+    held = s["gate"].get("held_out_transfer")
+    if held:
+        lines += ["", f"Held-out transfer texts (no student trained on them): {held['rows']:,} rows, settled by "
+                      f"{_settled(held, names)}; {held['decisions_moved']} decisions moved against the teacher."]
     ev = s.get("evidence")
     if ev:
         lines += ["", f"Evidence at a student's price (`score_records`, route {ev['route']} vs teacher, validation): of "
