@@ -3,13 +3,10 @@ student's price. The tiny bundle is turned into a tiered one in a copy: tier1.np
 random hashed-n-gram weights (core.hashed_ngrams) and tier2.onnx is a copy of the tiny bundle's
 own fp32 graph (same inputs and output); both are hashed into `files` and the bundle re-sealed."""
 import json
-import os
 import pickle
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +24,7 @@ from reportguard.serve.tiers import route_logits, route_texts
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).parent / "reportguard"
 from test_hostile_scorer import disk_full_at_third_part  # noqa: E402  (the scorer tests' helpers)
-from test_score import corpus_rows, opts, write_jsonl  # noqa: E402
+from test_score import corpus_rows, kill_after_chunks, opts, write_jsonl  # noqa: E402
 
 TIER1 = {"buckets": 4096, "ngram_min": 1, "ngram_max": 3, "window_chars": 64, "stride_chars": 48}
 
@@ -342,14 +339,7 @@ def test_kill_minus_9_then_rerun_equals_an_uninterrupted_tiered_run(bundles, tmp
     reference = tmp_path / "ref.parquet"
     subprocess.run(args + ["--output", str(reference)], check=True, capture_output=True)
     out = tmp_path / "out.parquet"
-    proc = subprocess.Popen(args + ["--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    parts = Path(f"{out}.parts")
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("chunk-*.parquet"))) < 2:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert len(list(parts.glob("chunk-*.parquet"))) >= 2 and not out.exists(), "the kill must land mid-run"
+    assert kill_after_chunks(args, out, 2) >= 2 and not out.exists(), "the kill must land mid-run"
     res = subprocess.run(args + ["--output", str(out)], check=True, capture_output=True, text=True)
     assert "resuming" in res.stdout
     assert pq.read_table(out).equals(pq.read_table(reference))

@@ -29,6 +29,19 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def kill_after_chunks(args: list[str], out: Path, chunks: int) -> int:
+    """Start `reportguard score ... --output out`, kill -9 it once `chunks` chunks are committed
+    (or after 120 s); returns how many chunks were committed."""
+    proc = subprocess.Popen(args + ["--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = Path(f"{out}.parts")
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("chunk-*.parquet"))) < chunks:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return len(list(parts.glob("chunk-*.parquet")))
+
+
 def opts(bundle, **kw) -> ScoreOptions:
     return ScoreOptions(model=str(bundle), progress=False, threads=1, **kw)
 
@@ -123,14 +136,7 @@ def test_kill_minus_9_then_rerun_equals_an_uninterrupted_run(tiny_bundle, tmp_pa
     subprocess.run(args + ["--output", str(reference)], check=True, capture_output=True)
 
     out = tmp_path / "out.parquet"
-    proc = subprocess.Popen(args + ["--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    parts = Path(f"{out}.parts")
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("chunk-*.parquet"))) < 3:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    committed = len(list(parts.glob("chunk-*.parquet")))
+    committed = kill_after_chunks(args, out, 3)
     assert committed >= 3 and not out.exists(), "the kill must land mid-run"
     res = subprocess.run(args + ["--output", str(out)], check=True, capture_output=True, text=True)
     assert "resuming" in res.stdout

@@ -169,17 +169,8 @@ def _held_out_check(bundle, tiers: list[dict], fit: dict, margins: list[np.ndarr
     validation): label sets and block decisions that would move against the teacher."""
     per_tier = [_route(bundle, fit["held_texts"], t["name"]) for t in tiers]
     route, where = routing.cascade(per_tier, fit["held_teacher"], bundle.cuts(), margins)
-    moved = _moved(bundle, route, fit["held_teacher"])
+    moved = routing.moved(route, fit["held_teacher"], bundle.cuts())
     return {"rows": len(route), "settled_by_tier": np.bincount(where, minlength=len(tiers) + 1).tolist(), "decisions_moved": int(moved.sum())}
-
-
-def _moved(bundle, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Rows on another side of any cut in `a` than in `b`."""
-    moved = np.zeros(len(a), dtype=bool)
-    for j, label_cuts in enumerate(bundle.cuts()):
-        for c in label_cuts:
-            moved |= (a[:, j] >= c) != (b[:, j] >= c)
-    return moved
 
 
 def _route(bundle, texts: list[str], name: str) -> np.ndarray:
@@ -239,10 +230,9 @@ def _tier_logits(bundle, tiers: list[dict], texts: list[str], known_teacher: np.
     """Every tier's logits and the teacher's, through the scorer's route code; the teacher's for
     the last len(known_teacher) texts are taken as given (the transfer set's cached labels, from
     the same `Bundle.calibrated_logits`)."""
-    from reportguard.serve.tiers import route_logits
-    per_tier = [route_logits(bundle, texts, t["name"], 32)[0] for t in tiers]
+    per_tier = [_route(bundle, texts, t["name"]) for t in tiers]
     known = 0 if known_teacher is None else len(known_teacher)
-    teacher = route_logits(bundle, texts[:len(texts) - known], "teacher", 32)[0]
+    teacher = _route(bundle, texts[:len(texts) - known], "teacher")
     return per_tier, np.concatenate([teacher, known_teacher]) if known else teacher
 
 
@@ -252,7 +242,7 @@ def _fit_margins(bundle, tiers: list[dict], fit: dict, config: DistillConfig) ->
     margins = [routing.fit_margins(l, teacher, cuts, config.routing.min_margin, config.routing.slack) for l in per_tier]
     agreement = {}
     for t, l, m in zip(tiers, per_tier, margins):
-        flag = np.array([c.min() for c in cuts])
+        flag = routing.flag_cuts(cuts)
         agreement[t["name"]] = {"label_set_agreement": float((routing.label_matrix(l, flag) == routing.label_matrix(teacher, flag)).all(axis=1).mean()),
                                 "settled_alone": float(routing.settled(l, cuts, m).mean()),
                                 "margin": m.round(3).tolist()}
@@ -278,7 +268,7 @@ def _set_logits(bundle, tiers: list[dict], data: dict) -> dict:
 
 def _judge(bundle, tiers, sets: dict, margins: list[np.ndarray], config: DistillConfig) -> tuple[bool, str, dict]:
     cuts = bundle.cuts()
-    flag = np.array([np.log(t / (1 - t)) for t in bundle.thresholds], dtype=np.float64)
+    flag = routing.flag_cuts(cuts)
     judged, reported = {}, {}
     for name, s in sets.items():
         route, where = routing.cascade(s["per_tier"], s["teacher"], cuts, margins)

@@ -29,6 +29,20 @@ from reportguard.core.labels import MODEL_LABELS
 VIOLATIONS = [MODEL_LABELS.index(x) for x in ("report_sale", "false_ad")]
 
 
+def flag_cuts(cuts: list[np.ndarray]) -> np.ndarray:
+    """Per label, the flag cut: the lowest of its cuts (a block cut is never below the flag cut)."""
+    return np.array([c.min() for c in cuts])
+
+
+def moved(a: np.ndarray, b: np.ndarray, cuts: list[np.ndarray]) -> np.ndarray:
+    """Rows on another side of any label's cut in `a` than in `b`: a label set or decision that moved."""
+    out = np.zeros(len(a), dtype=bool)
+    for j, label_cuts in enumerate(cuts):
+        for c in label_cuts:
+            out |= (a[:, j] >= c) != (b[:, j] >= c)
+    return out
+
+
 def fit_margins(tier: np.ndarray, teacher: np.ndarray, cuts: list[np.ndarray], min_margin: float = 0.25,
                 slack: float = 1.1) -> np.ndarray:
     """Per label, the smallest margin (times `slack`, at least `min_margin`) under which no row
