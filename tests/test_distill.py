@@ -128,3 +128,39 @@ def test_refit_fits_the_margins_again_gates_and_reseals(tiered):
     assert all(m >= 0.5 for t in after["route"]["tiers"] for m in t["margin"].values())
     assert after["content_sha256"] != before["content_sha256"] and after["files"] == before["files"]
     assert load_bundle(bundle_dir).model_version == before["model_version"]
+
+
+def test_weighting_misses_up_makes_tier1_err_on_the_side_of_sending_texts_on():
+    """`under_weight` > 1: the student's errors lean above the teacher (a text goes on to the next
+    tier) rather than below it (a violation settled as clean), which is what sets the margin."""
+    from reportguard.train.distill.tier1 import Tier1Config, train_tier1
+    rng = random.Random(0)
+    chars = "检测报告包过不送样毛巾纯棉加急出具资质第三方微信下单"
+    texts = ["".join(rng.choice(chars) for _ in range(rng.randint(4, 20))) for _ in range(300)]
+    target = np.random.default_rng(0).normal(scale=3, size=(300, 3)).astype(np.float32)  # noise: nothing fits it exactly
+    gold = [None] * len(texts)
+
+    def residual(weight):
+        cfg = Tier1Config(buckets=256, epochs=6, batch_size=32, learning_rate=0.05, gold_weight=0.0, under_weight=weight, threads=1)
+        return train_tier1(texts, target, gold, cfg).logits(texts) - target
+    plain, leaning = residual(1.0), residual(8.0)
+    assert (leaning < 0).mean() < (plain < 0).mean() - 0.1
+    assert np.abs(leaning[leaning < 0]).max() < np.abs(plain[plain < 0]).max()
+
+
+def test_students_are_reused_only_from_a_bundle_of_the_same_teacher(tiered, tiny_bundle, tmp_path):
+    from reportguard.serve.bundle import load_bundle
+    from reportguard.train.distill.pipeline import _reuse_tier2, _student_of
+    bundle_dir, _ = tiered
+    assert _student_of(bundle_dir, tiny_bundle, "hashed_ngrams")[1]["file"] == "tier1.npz"
+    info = _reuse_tier2(bundle_dir, tiny_bundle, tmp_path)
+    assert info["reused_from"] == load_bundle(bundle_dir).model_version
+    assert (tmp_path / info["file"]).read_bytes() == (bundle_dir / info["file"]).read_bytes()
+    other = tmp_path / "other"
+    shutil.copytree(bundle_dir, other)
+    meta = json.loads((other / "bundle.json").read_text())
+    meta["route"]["teacher_version"] = "someone-else"
+    from reportguard.core.bundle_format import dump, seal
+    (other / "bundle.json").write_text(dump(seal({k: v for k, v in meta.items() if k != "content_sha256"}, other)))
+    with pytest.raises(ValueError, match="someone-else"):
+        _reuse_tier2(other, tiny_bundle, tmp_path / "x")

@@ -46,6 +46,9 @@ class Tier2Config:
     hidden_weight: float = 0.0  # > 0: also match the teacher's hidden states (a teacher forward per step)
     threads: int = 2
     seed: int = 0
+    #: a tiered bundle of the same teacher whose tier 2 is taken as it is, not trained again (e.g.
+    #: to try another tier 1 or routing without the ~15 minutes tier 2 costs on 2 cores)
+    reuse_from: str | None = None
 
 
 @dataclass

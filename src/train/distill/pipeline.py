@@ -28,7 +28,7 @@ import numpy as np
 
 from reportguard.core.atomic import write_text_atomic
 from reportguard.core.bundle_format import CONTENT_FIELD, dump, seal, sha256_file, validate_thresholds
-from reportguard.core.hashed_ngrams import save_tier1
+from reportguard.core.hashed_ngrams import load_tier1, save_tier1
 from reportguard.core.labels import MODEL_LABELS
 from reportguard.core.normalize import listing_text
 
@@ -75,7 +75,11 @@ def distill(config: DistillConfig) -> Path:
     timings = {"teacher_labels": time.perf_counter() - started}
 
     t0 = time.perf_counter()
-    tier1 = train_tier1([texts[i] for i in train_idx], soft[train_idx], [gold[i] for i in train_idx], config.tier1)
+    if config.tier1.reuse_from:
+        src, entry = _student_of(resolve(config.tier1.reuse_from), teacher_dir, "hashed_ngrams")
+        tier1 = load_tier1(src.path / entry["file"], entry)
+    else:
+        tier1 = train_tier1([texts[i] for i in train_idx], soft[train_idx], [gold[i] for i in train_idx], config.tier1)
     timings["tier1"] = time.perf_counter() - t0
     # a tiered bundle as teacher (models/current after a distill) distils its own teacher again
     base = (teacher.meta.get("route") or {}).get("teacher_version") or teacher.model_version
@@ -209,10 +213,35 @@ def _write(work: Path, meta: dict) -> None:
 
 
 def _train_tier2(config: DistillConfig, teacher_dir: Path, texts, soft, gold, train_idx, work: Path) -> dict:
+    if config.tier2.reuse_from:
+        return _reuse_tier2(resolve(config.tier2.reuse_from), teacher_dir, work)
     from .tier2 import train_tier2
     rng = np.random.default_rng(config.tier2.seed)
     pick = rng.permutation(train_idx)[:config.tier2.train_texts]
     return train_tier2(teacher_dir, [texts[i] for i in pick], soft[pick], [gold[i] for i in pick], work, config.tier2)
+
+
+def _student_of(source: Path, teacher_dir: Path, kind: str) -> tuple:
+    """`tier1.reuse_from` / `tier2.reuse_from`: (the bundle, its tier entry of `kind`) when that
+    tiered bundle's students are of this teacher (its files hash-checked on load, as any bundle's);
+    else a ValueError saying whose they are."""
+    from reportguard.serve.bundle import load_bundle
+    src, teacher = load_bundle(source), load_bundle(teacher_dir)
+    mine = (teacher.meta.get("route") or {}).get("teacher_version") or teacher.model_version
+    theirs = (src.meta.get("route") or {}).get("teacher_version")
+    entry = next((t for t in (src.meta.get("route") or {}).get("tiers", []) if t["kind"] == kind), None)
+    if entry is None or theirs != mine:
+        raise ValueError(f"reuse_from {source}: " + (f"has no {kind} tier" if entry is None else
+                         f"its students are of teacher {theirs}, not {mine}"))
+    print(f"distill: {entry['name']} reused from {src.model_version}", file=sys.stderr)
+    return src, entry
+
+
+def _reuse_tier2(source: Path, teacher_dir: Path, work: Path) -> dict:
+    src, entry = _student_of(source, teacher_dir, "transformer")
+    shutil.copy2(src.path / entry["file"], work / entry["file"])
+    return {"file": entry["file"], "layers": list(entry["layers"]), "precision": entry.get("precision", "fp32"),
+            "reused_from": src.model_version}
 
 
 def _fit_rows(data: dict, texts: list[str], soft: np.ndarray, held: np.ndarray, fit_on: str) -> dict:

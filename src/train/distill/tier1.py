@@ -7,7 +7,13 @@ in the scorer. Loss: mean squared error to the teacher's calibrated logits, clip
 [-clip, clip] (beyond that the teacher is certain and only the side matters), plus binary
 cross-entropy on the gold labels of the rows that have them (`gold_weight`). The teacher's
 logits are the main target (Tang et al. 2019 distil BiLSTMs on logits with MSE), the gold
-labels keep the student honest where the teacher errs on its own training rows.
+labels keep the student honest where the teacher errs on its own training rows. The squared
+error is weighted `under_weight` times where the student is below the teacher: routing lets tier 1
+settle a text only beyond a margin set by its worst miss (a text it scores far below a cut the
+teacher is above), so a student that leans high sends doubtful texts on instead of settling them
+as clean. Measured on the e5-small teacher: under_weight 4 took the share of validation tier 1
+settles from 44% to 67% (held-out ordinary listings 40% to 74%), its margins from 8.0/7.4/5.2 to
+6.7/7.0/4.6.
 
 Training data is prepared once (every window's bag, as index/weight arrays) and shuffled per
 epoch; 200,000 texts train in a few minutes on 2 cores.
@@ -38,8 +44,15 @@ class Tier1Config:
     learning_rate: float = 0.05
     clip: float = 8.0
     gold_weight: float = 0.5
+    #: weight of squared error where the student is *below* the teacher (1: plain MSE). Routing
+    #: settles a text only far from every cut, and the margin is set by the worst miss, a text the
+    #: student scores far below a cut the teacher is above; weighting misses up makes the student
+    #: err on the side of sending a text on (which costs time, not decisions).
+    under_weight: float = 1.0
     seed: int = 0
     threads: int = 2
+    #: a tiered bundle of the same teacher whose tier 1 is taken as it is, not trained again
+    reuse_from: str | None = None
 
     def model_config(self) -> dict:
         return {k: getattr(self, k) for k in DEFAULTS}
@@ -140,7 +153,8 @@ def train_tier1(texts: list[str], teacher_logits: np.ndarray, gold: list[list[st
             ids, offsets, values, owner = _batch(bags, idx, first, count)
             logits = _text_max(net(ids, offsets, values), owner, len(idx))
             t = torch.from_numpy(idx)
-            loss = ((logits - target[t]) ** 2).mean()
+            diff = logits - target[t]
+            loss = (torch.where(diff < 0, cfg.under_weight, 1.0) * diff ** 2).mean()
             if cfg.gold_weight:
                 loss = loss + cfg.gold_weight * (bce(logits, gold_y[t]).mean(dim=1) * has_gold[t]).mean()
             sparse_opt.zero_grad()

@@ -63,7 +63,7 @@ class Tier2Config:
 ALIASES = {"lr": "learning_rate"}
 #: Keys of distill/config.py's Tier2Config that the pipeline reads (whether to train, how many
 #: transfer texts to sample), not the training: accepted and ignored here.
-PIPELINE_KEYS = {"enabled", "train_texts"}
+PIPELINE_KEYS = {"enabled", "train_texts", "reuse_from"}
 
 
 def tier2_config(cfg) -> Tier2Config:
