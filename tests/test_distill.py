@@ -164,3 +164,11 @@ def test_students_are_reused_only_from_a_bundle_of_the_same_teacher(tiered, tiny
     (other / "bundle.json").write_text(dump(seal({k: v for k, v in meta.items() if k != "content_sha256"}, other)))
     with pytest.raises(ValueError, match="someone-else"):
         _reuse_tier2(other, tiny_bundle, tmp_path / "x")
+
+
+def test_a_tiered_bundle_logged_as_pyfunc_carries_its_students(tiered):
+    from reportguard.serve.pyfunc import scorer_files
+    bundle_dir, _ = tiered
+    files = scorer_files(bundle_dir)
+    assert {"bundle.json", "model.onnx", "tokenizer.json", "tier1.npz", "tier2.onnx"} <= set(files)
+    assert not any(f.startswith("hf/") for f in files)

@@ -5,11 +5,11 @@
     scored = model.predict(df)   # df: listing_id, title[, description, platform, shop_id, shop_name, qualification]
 
 The model's artifact `bundle` holds the files the scorer reads (bundle.json, tokenizer.json,
-model.onnx and, for int8 bundles, model_fp32.onnx), checked against bundle.json's hashes when it
-loads (serve.bundle.load_bundle). `predict` validates each row as the batch scorer's reader does
-(core.records.validate_row) and scores the accepted ones with `score_records`: the same
-normaliser, tokenizer, calibration, thresholds, credential rule, decision and evidence as
-`reportguard score`. One output row per input row, in order: the scorer's columns
+model.onnx, model_fp32.onnx for int8 bundles, a tiered bundle's students: `scorer_files`), checked
+against bundle.json's hashes when it loads (serve.bundle.load_bundle). `predict` scores through the
+Python API (reportguard.api.Scorer): each row validated as the batch scorer's reader does
+(core.records.validate_row), the accepted ones scored with `score_records`: the same normaliser,
+tokenizer, calibration, thresholds, credential rule, decision and evidence as `reportguard score`. One output row per input row, in order: the scorer's columns
 (serve.outputs.SCORE_COLUMNS) and `error`, the reason a row was refused (its probabilities NaN,
 its labels empty, its decision None) or None. Unlike the batch scorer, a repeated listing_id is
 scored again, not refused: a request is not a dump.
@@ -19,24 +19,29 @@ module); no torch or transformers.
 """
 from __future__ import annotations
 
-import math
+import json
 from pathlib import Path
 
 import mlflow.pyfunc
 import pandas as pd
 
-from reportguard.core.records import TEXT_COLUMNS, ReadOptions, validate_row
+from reportguard.core.records import TEXT_COLUMNS
 
 from .bundle import load_bundle
 from .outputs import SCORE_COLUMNS
-from .score import ScoreOptions, TextCache, score_records
 
 #: Input columns: listing_id and title required, the rest optional (as in `reportguard score`).
 REQUIRED_INPUT: tuple[str, ...] = ("listing_id", "title")
 INPUT_COLUMNS: tuple[str, ...] = TEXT_COLUMNS
 OUTPUT_COLUMNS: list[str] = [*SCORE_COLUMNS, "error"]
-#: The files of a bundle that scoring reads (the rest, hf/ and the cards, are for people).
-SCORER_FILES: tuple[str, ...] = ("bundle.json", "tokenizer.json", "model.onnx", "model_fp32.onnx")
+
+
+def scorer_files(bundle_dir: Path) -> list[str]:
+    """The files of a bundle that scoring reads: bundle.json and its `files` (graphs, tokenizer and
+    a tiered bundle's students, each hash-checked on load); the rest (hf/, the cards, in
+    `other_files`) are for people."""
+    meta = json.loads((Path(bundle_dir) / "bundle.json").read_text(encoding="utf-8"))
+    return ["bundle.json", *meta.get("files", {})]
 
 
 class BundleModel(mlflow.pyfunc.PythonModel):
@@ -51,34 +56,13 @@ class BundleModel(mlflow.pyfunc.PythonModel):
 
 
 def score_frame(bundle, frame, attribution: str = "occlusion") -> pd.DataFrame:
-    """Score a DataFrame (or a list of dicts) with `bundle`: one output row per input row. Columns
-    carry the scorer's canonical names (listing_id, title, ...); header aliases are not mapped."""
-    if attribution not in ("occlusion", "none"):
-        raise ValueError(f"attribution must be 'occlusion' or 'none', not {attribution!r}")
+    """Score a DataFrame (or a list of dicts) with `bundle`: one output row per input row, the
+    signature's columns. The rows go through `reportguard.api.Scorer.score`, the Python API's own
+    path (column aliases, validate_row, score_records), so the two cannot drift apart."""
+    from reportguard.api import Scorer
     frame = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(list(frame))
-    options = ReadOptions(reject_duplicate_ids=False)
-    checked = []  # (row as the reader leaves it, its Reject or None)
-    for line, raw in enumerate(frame.to_dict("records"), start=1):
-        row = {str(k): (None if _missing(v) else v) for k, v in raw.items()}
-        checked.append((row, validate_row(row, Path("<input>"), line, options, None)))
-    scored, _ = score_records([row for row, reject in checked if reject is None], bundle, TextCache(),
-                              ScoreOptions(attribution=attribution), passthrough=[])
-    scored = iter(scored)
-    out = []
-    for row, reject in checked:
-        if reject is None:
-            result = next(scored)
-            out.append({c: result[c] for c in SCORE_COLUMNS} | {"error": None})
-        else:
-            out.append(_refused(row, reject.reason, bundle))
-    return pd.DataFrame(out, columns=OUTPUT_COLUMNS)
-
-
-def _refused(row: dict, reason: str, bundle) -> dict:
-    ident = row.get("listing_id")
-    return {"listing_id": None if ident is None else str(ident), "p_report_sale": math.nan, "p_false_ad": math.nan,
-            "p_testing_service": math.nan, "labels": [], "decision": None, "evidence": "[]",
-            "model_version": bundle.model_version, "error": reason}
+    rows = Scorer(bundle, attribution=attribution).score(frame.to_dict("records"))
+    return pd.DataFrame([{c: r.get(c) for c in OUTPUT_COLUMNS} for r in rows], columns=OUTPUT_COLUMNS)
 
 
 def signature():
@@ -101,10 +85,3 @@ def input_example() -> pd.DataFrame:
         {"listing_id": "example-2", "title": "不锈钢保温杯 500ml", "description": "附SGS检测报告",
          "platform": "example", "shop_id": "s2", "shop_name": "杯子旗舰店", "qualification": ""},
     ])
-
-
-def _missing(value) -> bool:
-    """None, NaN or pandas' NA: a cell left empty in a DataFrame."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return True
-    return value is pd.NA or value is pd.NaT

@@ -11,7 +11,6 @@ backbone: point a fine-tuning config's `backbone.path` at it.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -168,33 +167,3 @@ def pretrain(backbone: Path, train_files: list[str], validation_files: list[str]
     provenance["continued_pretraining"] = summary | {"train_files": train_files}
     (out / "provenance.json").write_text(json.dumps(provenance, ensure_ascii=False, indent=1), encoding="utf-8")
     return summary
-
-
-def add_pretrain_command(sub) -> None:
-    from reportguard.core import paths
-    p = sub.add_parser("pretrain", help="masked-LM continued pretraining of a backbone on unlabelled text")
-    p.add_argument("--backbone", default=str(paths.models_dir() / "backbones" / "multilingual-e5-small-pruned"))
-    p.add_argument("--train", nargs="+", default=[str(paths.data_dir() / "unlabelled" / "train.txt")],
-                   help=".txt (one passage per line) or platform dumps (CSV/JSONL/Parquet)")
-    p.add_argument("--validation", nargs="+", default=[str(paths.data_dir() / "unlabelled" / "validation.txt")])
-    p.add_argument("--out", default=str(paths.models_dir() / "backbones" / "e5-small-dapt"))
-    p.add_argument("--max-steps", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--learning-rate", type=float, default=5e-5)
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--limit", type=int, default=None, help="use a random sample of this many training passages")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--head-warmup-steps", type=int, default=None,
-                   help="train a new masked-LM head alone first (default: max-steps/4 if the backbone has none, else 0)")
-    p.add_argument("--head-learning-rate", type=float, default=1e-3)
-    p.set_defaults(func=lambda a: print(json.dumps(pretrain(Path(a.backbone), a.train, a.validation, Path(a.out), a.max_steps,
-                                                             a.batch_size, a.learning_rate, a.max_length, threads=a.threads,
-                                                             limit=a.limit, head_warmup_steps=a.head_warmup_steps,
-                                                             head_learning_rate=a.head_learning_rate), indent=1)) or 0)
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="reportguard")
-    add_pretrain_command(parser.add_subparsers(dest="cmd", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)

@@ -180,9 +180,9 @@ def log_pyfunc(mlflow, bundle: Path, registered_model_name: str | None = None):
     with tempfile.TemporaryDirectory(prefix="rg-pyfunc-") as tmp:
         scorer = Path(tmp) / "bundle"
         scorer.mkdir()
-        for name in pyfunc.SCORER_FILES:
-            if (bundle / name).exists():
-                shutil.copyfile(bundle / name, scorer / name)
+        for name in pyfunc.scorer_files(bundle):
+            (scorer / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(bundle / name, scorer / name)
         try:
             requirements = [f"reportguard[serve]=={version('reportguard')}", f"pandas=={version('pandas')}"]
         except PackageNotFoundError:
