@@ -244,3 +244,17 @@ def test_doctests_of_the_report_modules():
     for name in ("form", "tally", "page"):  # the modules whose examples are their specification
         result = doctest.testmod(importlib.import_module(f"reportguard.serve.report.{name}"))
         assert result.attempted and not result.failed, name
+
+
+@pytest.mark.parametrize("what, text, message", [
+    ("--verdicts", '{"listing_id": "a1", "labels": ["report_sale"]}\n{"labels": []}\n', "line 2: a verdict needs a listing_id"),
+    ("--verdicts", "not json\n", "line 1: invalid JSON"),
+    ("--cases", "task,cases\n3,-1\n", "non-negative whole number"),
+])
+def test_a_bad_side_file_is_one_line_naming_it_not_a_traceback(tmp_path, capsys, what, text, message):
+    from reportguard.cli import main
+    side = tmp_path / ("v.jsonl" if what == "--verdicts" else "cases.csv")
+    side.write_text(text, encoding="utf-8")
+    assert main(["report", str(write_jsonl(tmp_path / "run.jsonl", RUN)), what, str(side)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("reportguard: error: ") and str(side) in err and message in err and "\n" not in err

@@ -43,6 +43,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from reportguard.core.errors import InputError, UsageError
+
 log = logging.getLogger("reportguard.review.auth")
 
 ROLES = ("reviewer", "adjudicator")
@@ -88,18 +90,18 @@ def read_tokens(path: str | Path) -> dict[str, tuple[str, str]]:
             continue
         parts = line.split()
         if len(parts) not in (2, 3):
-            raise ValueError(f"{path}:{number}: expected `NAME TOKEN [ROLE]`")
+            raise InputError(f"{path}:{number}: expected `NAME TOKEN [ROLE]`")
         name, token, role = parts[0], parts[1], parts[2] if len(parts) == 3 else "reviewer"
         if role not in ROLES:
-            raise ValueError(f"{path}:{number}: role must be one of {ROLES}, not {role!r}")
+            raise InputError(f"{path}:{number}: role must be one of {ROLES}, not {role!r}")
         if len(token) < MIN_TOKEN_CHARS:
-            raise ValueError(f"{path}:{number}: token for {name} is shorter than {MIN_TOKEN_CHARS} characters")
+            raise InputError(f"{path}:{number}: token for {name} is shorter than {MIN_TOKEN_CHARS} characters")
         if name in names:
-            raise ValueError(f"{path}:{number}: reviewer {name} listed twice")
+            raise InputError(f"{path}:{number}: reviewer {name} listed twice")
         names.add(name)
         table[_digest(token)] = (name, role)
     if not table:
-        raise ValueError(f"{path}: no reviewers")
+        raise InputError(f"{path}: no reviewers")
     return table
 
 
@@ -110,7 +112,7 @@ def write_tokens(path: str | Path, names: list[str], adjudicators: list[str] = (
     lines = []
     for name in names:
         if not name or any(c.isspace() for c in name) or "#" in name:
-            raise ValueError(f"reviewer name {name!r} must be one word without '#'")
+            raise InputError(f"reviewer name {name!r} must be one word without '#'")
         made[name] = secrets.token_urlsafe(24)
         lines.append(f"{name} {made[name]} {'adjudicator' if name in adjudicators else 'reviewer'}\n")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -232,7 +234,7 @@ class Auth:
     def __init__(self, tokens: dict[str, tuple[str, str]] | None = None, local_only: bool = False,
                  secret: bytes | None = None, throttle: LoginThrottle | None = None):
         if bool(tokens) == bool(local_only):
-            raise ValueError("choose exactly one of: reviewer tokens (--tokens FILE) or --local-only")
+            raise UsageError("choose exactly one of: reviewer tokens (--tokens FILE) or --local-only")
         self.tokens = tokens or {}
         self.local_only = local_only
         env_secret = os.environ.get("REPORTGUARD_REVIEW_SECRET", "")

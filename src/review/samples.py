@@ -10,6 +10,7 @@ import json
 import random
 from pathlib import Path
 
+from reportguard.core.errors import UsageError
 from reportguard.core.labels import MODEL_LABELS
 
 # (title, description, model labels, evidence phrases per label)
@@ -77,7 +78,7 @@ def write_run(rows: list[dict], path: str | Path) -> Path:
             for row in rows:
                 writer.writerow({**row, "labels": "|".join(row["labels"])})
     else:
-        raise ValueError(f"{path}: write .parquet, .jsonl or .csv")
+        raise UsageError(f"{path}: write .parquet, .jsonl or .csv")
     versions = {row.get("model_version") for row in rows}
     manifest = {"model_version": versions.pop() if len(versions) == 1 else None,
                 "rows": {"in": len(rows), "accepted": len(rows), "rejected": 0, "unique": len(rows)}}

@@ -55,6 +55,7 @@ import pyarrow as pa
 
 from reportguard.core.atomic import write_text_atomic
 from reportguard.core.columns import load_column_map
+from reportguard.core.errors import UsageError
 from reportguard.core.labels import PROB_COLUMNS
 from reportguard.core.normalize import NORMALIZER_VERSION
 from reportguard.core.records import (InputError, ReadOptions, canonical_column, check_headers, format_of, iter_rows,
@@ -401,7 +402,7 @@ def score_spark(inputs: list[str], output_dir: str, options: ScoreOptions | None
     from pyspark.sql import functions as F
     options = options or ScoreOptions()
     if dedup not in ("global", "partition"):
-        raise ValueError(f"dedup must be 'global' or 'partition', not {dedup!r}")
+        raise UsageError(f"dedup must be 'global' or 'partition', not {dedup!r}")
     partition_by = None if partition_by in (None, "none") else partition_by
     started = time.perf_counter()
     read = ReadOptions(chunk_size=options.chunk_size, encoding=options.encoding, column_map=load_column_map(options.columns))
@@ -577,7 +578,7 @@ def score_from_args(args: argparse.Namespace, options: ScoreOptions) -> dict:
     for item in args.conf:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--conf {item}: expected KEY=VALUE")
+            raise UsageError(f"--conf {item}: expected KEY=VALUE")
         conf[key] = value
     if not options.progress:  # --quiet: no Spark progress bars either
         conf.setdefault("spark.ui.showConsoleProgress", "false")

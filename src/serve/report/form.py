@@ -52,6 +52,7 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
+from reportguard.core.errors import InputError
 from reportguard.core.labels import CREDENTIAL_MISSING, FALSE_AD, REPORT_SALE, TESTING_SERVICE
 
 from .tally import Tally
@@ -220,7 +221,7 @@ def read_cases(path: str | Path) -> tuple[dict[int, dict], list[str]]:
     header = [h.strip().lower() for h in next(reader, [])]
     unknown = [h for h in header if h and h not in CASE_COLUMNS]
     if "task" not in header or unknown:
-        raise ValueError(f"{path}: expected a header row with task and any of {list(CASE_COLUMNS[1:])}"
+        raise InputError(f"{path}: expected a header row with task and any of {list(CASE_COLUMNS[1:])}"
                          + (f"; unknown column(s) {unknown}" if unknown else "; no 'task' column"))
     fields = {task.no: task.fields for task in TASKS}
     totals: dict[int, dict] = {}
@@ -246,7 +247,7 @@ def _case_task(value: str, path: Path, line_no: int) -> int:
     match = re.fullmatch(r"(?:任务)?\s*([0-9]+|[一二三四五六七八九十])", value)
     task = (int(match.group(1)) if match.group(1).isdigit() else NUMERALS.index(match.group(1)) + 1) if match else None
     if task not in CASE_TASKS:
-        raise ValueError(f"{path}: line {line_no}: task {value!r}: --cases gives tasks 3, 4 and 5 "
+        raise InputError(f"{path}: line {line_no}: task {value!r}: --cases gives tasks 3, 4 and 5 "
                          "(tasks 1 and 2 are counted from the run)")
     return task
 
@@ -261,5 +262,5 @@ def _case_number(value: str, column: str, path: Path, line_no: int) -> int | flo
         number = None
     if number is None or not math.isfinite(number) or number < 0:
         kind = "a non-negative amount in yuan" if column == "fines" else "a non-negative whole number"
-        raise ValueError(f"{path}: line {line_no}: {column} = {value!r} is not {kind}")
+        raise InputError(f"{path}: line {line_no}: {column} = {value!r} is not {kind}")
     return number

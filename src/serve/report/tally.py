@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reportguard.core.credentials import with_derived_labels
+from reportguard.core.errors import InputError
 from reportguard.core.evidence_spans import evidence_spans
 from reportguard.core.labels import BY_NAME, CREDENTIAL_MISSING, MODEL_LABELS, PROB_COLUMNS
 
@@ -46,15 +47,15 @@ def read_verdicts(path: str | Path) -> dict[str, list[str]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: line {line_no}: invalid JSON ({exc.msg})") from exc
+                raise InputError(f"{path}: line {line_no}: invalid JSON ({exc.msg})") from exc
             if not isinstance(obj, dict) or obj.get("listing_id") in (None, ""):
-                raise ValueError(f"{path}: line {line_no}: a verdict needs a listing_id")
+                raise InputError(f"{path}: line {line_no}: a verdict needs a listing_id")
             labels = obj.get("labels") or []
             if isinstance(labels, str):
                 labels = split_labels(labels)
             unknown = [x for x in labels if x not in BY_NAME]
             if unknown:
-                raise ValueError(f"{path}: line {line_no}: unknown label(s) {unknown}; verdicts carry {list(MODEL_LABELS)}")
+                raise InputError(f"{path}: line {line_no}: unknown label(s) {unknown}; verdicts carry {list(MODEL_LABELS)}")
             verdicts[str(obj["listing_id"])] = [x for x in MODEL_LABELS if x in labels]
     return verdicts
 
