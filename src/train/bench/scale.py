@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,7 @@ def scale(model: Path, sizes: list[int], out_dir: Path, threads: int, work_dir: 
     for n in sizes:
         dump = make_dump(work / f"dump_{n}.parquet", n)
         out = work / f"scored_{n}.parquet"
+        load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
         # GNU time reports the scorer process's own peak RSS (Debian package `time`).
         proc = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "reportguard.cli", "score", str(dump),
@@ -53,7 +55,8 @@ def scale(model: Path, sizes: list[int], out_dir: Path, threads: int, work_dir: 
         manifest = json.loads(Path(f"{out}.manifest.json").read_text())
         results.append({"rows": n, "unique": manifest["rows"]["unique"], "seconds": seconds, "rows_per_second": n / seconds,
                         "peak_rss_mb": peak_kb / 1024, "model_seconds": manifest["seconds"]["inference"],
-                        "memory_budget": budget, "date": time.strftime("%Y-%m-%d")})
+                        "memory_budget": budget, "date": time.strftime("%Y-%m-%d"), "model_version": _version(model),
+                        "load_average_1min": {"start": load_before, "end": os.getloadavg()[0]}})
         print(json.dumps(results[-1]), flush=True)
         out.unlink()
         dump.unlink()
@@ -70,6 +73,10 @@ def scale(model: Path, sizes: list[int], out_dir: Path, threads: int, work_dir: 
     (out_dir / "bench_scale.md").write_text(render_scale(summary), encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
     return summary
+
+
+def _version(model: Path) -> str:
+    return json.loads((Path(model) / "bundle.json").read_text(encoding="utf-8")).get("model_version", Path(model).resolve().name)
 
 
 def extrapolate(runs: list[dict], target: int = CAMPAIGN_ROWS) -> dict:
@@ -102,10 +109,17 @@ def render_scale(s: dict) -> str:
              "`OUT.parts/`, each behind a fixed 16 MB Bloom filter with a 16 MB SQLite page cache, so a repost of any earlier "
              "text is still scored once, and exactly. Parquet is read without pyarrow's pre-buffering, which kept every row "
              "group read until the end (~0.2 KB per row of these dumps).", "",
-             "| rows | unique texts | seconds | rows/s | model seconds | peak RSS (MB) |", "|---:|---:|---:|---:|---:|---:|"]
+             "| rows | unique texts | seconds | rows/s | model seconds | peak RSS (MB) | model, date | 1-min load start → end |",
+             "|---:|---:|---:|---:|---:|---:|---|---|"]
     for r in s["runs"]:
+        load = r.get("load_average_1min")
+        load = f"{load['start']:.1f} → {load['end']:.1f}" if load else "not recorded"
         lines.append(f"| {r['rows']:,} | {r['unique']:,} | {r['seconds']:.0f} | {r['rows_per_second']:.0f} | "
-                     f"{r['model_seconds']:.0f} | {r['peak_rss_mb']:.0f} |")
+                     f"{r['model_seconds']:.0f} | {r['peak_rss_mb']:.0f} | `{r.get('model_version', '?')}`, {r.get('date', '?')} | "
+                     f"{load} |")
+    notes = [f"{r['rows']:,} rows: {r['note']}" for r in s["runs"] if r.get("note")]
+    if notes:
+        lines += ["", "Notes on the runs: " + " ".join(notes)]
     e = s.get("extrapolation") or {}
     if "peak_rss_mb" in e:
         verdict = "within" if e["peak_rss_mb"] <= e["goal_mb"] else "over"
