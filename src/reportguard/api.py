@@ -22,7 +22,6 @@ Needs the `serve` extra (onnxruntime, tokenizers); `score_frame` needs pandas as
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -38,7 +37,6 @@ class Scorer:
 
     def __init__(self, bundle, *, attribution: str = "occlusion", batch_size: int = 32, columns: str | Path | None = None):
         from reportguard.core.columns import load_column_map
-        from reportguard.core.records import ReadOptions
         from reportguard.serve.score import ScoreOptions
         if attribution not in ("occlusion", "none"):
             raise InputError(f"attribution must be 'occlusion' or 'none', not {attribution!r}")
@@ -46,7 +44,6 @@ class Scorer:
         self.options = ScoreOptions(model=str(bundle.path), threads=bundle.threads, batch_size=batch_size,
                                     attribution=attribution, progress=False)
         self.column_map = load_column_map(columns)
-        self._read_options = ReadOptions(reject_duplicate_ids=False, column_map=self.column_map)
 
     @property
     def model_version(self) -> str:
@@ -62,32 +59,8 @@ class Scorer:
 
     def score(self, records: Iterable[dict]) -> list[dict]:
         """One dict per record, in order: the batch scorer's columns and `error` (module doc)."""
-        from reportguard.core.records import canonical_column, validate_row
-        from reportguard.serve.score import TextCache, passthrough_name, score_records
-
-        checked = []  # (row as the reader leaves it, its Reject or None)
-        for line, record in enumerate(records, start=1):
-            row = {canonical_column(str(key), self.column_map): (None if _missing(value) else value)
-                   for key, value in dict(record).items()}
-            checked.append((row, validate_row(row, Path("<records>"), line, self._read_options, None)))
-        cache = TextCache()
-        try:
-            scored, _ = score_records([row for row, reject in checked if reject is None], self.bundle, cache,
-                                      self.options, passthrough=[])
-        finally:
-            cache.close()
-        scored_rows = iter(scored)
-        out = []
-        for row, reject in checked:
-            if reject is None:
-                result = next(scored_rows)
-                result.pop("_key", None)
-                result.pop("_occlusion", None)
-                result[ERROR_COLUMN] = None
-            else:
-                result = self._refused(row, reject.reason, passthrough_name)
-            out.append(result)
-        return out
+        from reportguard.serve.rows import score_rows
+        return score_rows(records, self.bundle, self.options, self.column_map)
 
     def score_frame(self, frame):
         """`score` for a pandas DataFrame: a DataFrame with the same index, one row per input row."""
@@ -110,18 +83,6 @@ class Scorer:
                         "model_version": row["model_version"]})
         return out
 
-    def _refused(self, row: dict, reason: str, passthrough_name) -> dict:
-        ident = row.get("listing_id")
-        result = {"listing_id": None if ident is None else str(ident),
-                  **{f"p_{label}": math.nan for label in self.labels},
-                  "labels": [], "decision": None, "evidence": "[]", "model_version": self.model_version}
-        for column, value in row.items():
-            name = passthrough_name(column)
-            if name is not None:
-                result[name] = value
-        result[ERROR_COLUMN] = reason
-        return result
-
 
 def load(path: str | Path | None = None, *, threads: int | None = None, attribution: str = "occlusion",
          batch_size: int = 32, columns: str | Path | None = None) -> Scorer:
@@ -143,10 +104,3 @@ def _columns(rows: list[dict]) -> list[str]:
     for row in rows:
         seen.update(dict.fromkeys(row))
     return list(seen)
-
-
-def _missing(value) -> bool:
-    """None, NaN or pandas' NA/NaT: a cell left empty in a DataFrame."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return True
-    return type(value).__name__ in ("NAType", "NaTType")

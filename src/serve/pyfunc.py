@@ -7,7 +7,7 @@
 The model's artifact `bundle` holds the files the scorer reads (bundle.json, tokenizer.json,
 model.onnx, model_fp32.onnx for int8 bundles, a tiered bundle's students: `scorer_files`), checked
 against bundle.json's hashes when it loads (serve.bundle.load_bundle). `predict` scores through the
-Python API (reportguard.api.Scorer): each row validated as the batch scorer's reader does
+Python API (serve.rows.score_rows, as reportguard.api.Scorer): each row validated as the batch scorer's reader does
 (core.records.validate_row), the accepted ones scored with `score_records`: the same normaliser,
 tokenizer, calibration, thresholds, credential rule, decision and evidence as `reportguard score`. One output row per input row, in order: the scorer's columns
 (serve.outputs.SCORE_COLUMNS) and `error`, the reason a row was refused (its probabilities NaN,
@@ -25,10 +25,14 @@ from pathlib import Path
 import mlflow.pyfunc
 import pandas as pd
 
+from reportguard.core.columns import load_column_map
+from reportguard.core.errors import InputError
 from reportguard.core.records import TEXT_COLUMNS
 
 from .bundle import load_bundle
 from .outputs import SCORE_COLUMNS
+from .rows import score_rows
+from .score import ScoreOptions
 
 #: Input columns: listing_id and title required, the rest optional (as in `reportguard score`).
 REQUIRED_INPUT: tuple[str, ...] = ("listing_id", "title")
@@ -57,11 +61,13 @@ class BundleModel(mlflow.pyfunc.PythonModel):
 
 def score_frame(bundle, frame, attribution: str = "occlusion") -> pd.DataFrame:
     """Score a DataFrame (or a list of dicts) with `bundle`: one output row per input row, the
-    signature's columns. The rows go through `reportguard.api.Scorer.score`, the Python API's own
-    path (column aliases, validate_row, score_records), so the two cannot drift apart."""
-    from reportguard.api import Scorer
+    signature's columns. The rows go through serve.rows.score_rows, as the Python API's
+    (reportguard.api.Scorer.score) do, so the two cannot drift apart."""
+    if attribution not in ("occlusion", "none"):
+        raise InputError(f"attribution must be 'occlusion' or 'none', not {attribution!r}")
     frame = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(list(frame))
-    rows = Scorer(bundle, attribution=attribution).score(frame.to_dict("records"))
+    options = ScoreOptions(model=str(bundle.path), threads=bundle.threads, attribution=attribution, progress=False)
+    rows = score_rows(frame.to_dict("records"), bundle, options, load_column_map())
     return pd.DataFrame([{c: r.get(c) for c in OUTPUT_COLUMNS} for r in rows], columns=OUTPUT_COLUMNS)
 
 
