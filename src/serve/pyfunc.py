@@ -19,12 +19,12 @@ module); no torch or transformers.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow.pyfunc
 import pandas as pd
 
+from reportguard.core.bundle_format import META_FILE, read_meta
 from reportguard.core.columns import load_column_map
 from reportguard.core.errors import InputError
 from reportguard.core.records import TEXT_COLUMNS
@@ -44,8 +44,7 @@ def scorer_files(bundle_dir: Path) -> list[str]:
     """The files of a bundle that scoring reads: bundle.json and its `files` (graphs, tokenizer and
     a tiered bundle's students, each hash-checked on load); the rest (hf/, the cards, in
     `other_files`) are for people."""
-    meta = json.loads((Path(bundle_dir) / "bundle.json").read_text(encoding="utf-8"))
-    return ["bundle.json", *meta.get("files", {})]
+    return [META_FILE, *(read_meta(Path(bundle_dir)).files or {})]
 
 
 class BundleModel(mlflow.pyfunc.PythonModel):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reportguard.core.bundle_format import read_meta
+
 from .dump import make_dump
 
 #: Before the bounded caches (commit df37e4e, reports/bench_scale.md of that tree): the duplicate-id
@@ -55,7 +57,7 @@ def scale(model: Path, sizes: list[int], out_dir: Path, threads: int, work_dir: 
         manifest = json.loads(Path(f"{out}.manifest.json").read_text())
         results.append({"rows": n, "unique": manifest["rows"]["unique"], "seconds": seconds, "rows_per_second": n / seconds,
                         "peak_rss_mb": peak_kb / 1024, "model_seconds": manifest["seconds"]["inference"],
-                        "memory_budget": budget, "date": time.strftime("%Y-%m-%d"), "model_version": _version(model),
+                        "memory_budget": budget, "date": time.strftime("%Y-%m-%d"), "model_version": read_meta(model).model_version,
                         "load_average_1min": {"start": load_before, "end": os.getloadavg()[0]}})
         print(json.dumps(results[-1]), flush=True)
         out.unlink()
@@ -73,10 +75,6 @@ def scale(model: Path, sizes: list[int], out_dir: Path, threads: int, work_dir: 
     (out_dir / "bench_scale.md").write_text(render_scale(summary), encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
     return summary
-
-
-def _version(model: Path) -> str:
-    return json.loads((Path(model) / "bundle.json").read_text(encoding="utf-8")).get("model_version", Path(model).resolve().name)
 
 
 def extrapolate(runs: list[dict], target: int = CAMPAIGN_ROWS) -> dict:
