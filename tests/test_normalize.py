@@ -104,3 +104,82 @@ def test_listing_text_joins_title_and_description():
 def test_version_names_rules_and_lexicon():
     major, digest = NORMALIZER_VERSION.split(".")
     assert major.isdigit() and len(digest) == 10
+
+
+# --- the fast paths against a per-character reference ----------------------------------------
+# normalize_with_offsets takes whole-string shortcuts (str.translate, str.lower, regexes, a
+# lexicon prefilter) because the scorer runs it on every row of a dump. This is the rule set
+# written the slow, obvious way, one character at a time; the two must agree on text and offsets.
+
+def _reference(text: str) -> tuple[str, list[int]]:
+    import re
+    import unicodedata
+
+    from reportguard.core import normalize as n
+
+    def cjk(ch):
+        return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" or "\uf900" <= ch <= "\ufaff"
+
+    def decorations(pairs):
+        kept = [(c, s) for c, s in pairs if not n._is_pictograph(c)]
+        out, i = [], 0
+        while i < len(kept):
+            c = kept[i][0]
+            if c in n._SEPARATORS and out and cjk(out[-1][0]):
+                j = i
+                while j < len(kept) and kept[j][0] in n._SEPARATORS:
+                    j += 1
+                if j < len(kept) and cjk(kept[j][0]):
+                    i = j
+                    continue
+            out.append(kept[i])
+            i += 1
+        return out
+
+    pairs = []
+    for i, ch in enumerate(text):
+        if ch in n._INVISIBLE:
+            continue
+        ch = n._PLUS_LIKE.get(ch, ch)
+        if unicodedata.category(ch) == "Cc":
+            ch = "\n" if ch in "\n\r" else " "
+        pairs += [(c, i) for c in (unicodedata.normalize("NFKC", ch) if ord(ch) > 127 else ch)]
+    joined = "".join(c for c, _ in pairs)
+    converted = n._converter().convert(joined)
+    if len(converted) == len(joined):
+        pairs = [(c, s) for c, (_, s) in zip(converted, pairs)]
+    else:
+        converted, src = n._realign(joined, converted, [s for _, s in pairs])
+        pairs = list(zip(converted, src))
+    pairs = decorations([(out, s) for c, s in pairs for out in c.lower()])
+    lexicon = n.load_lexicon()
+    for pattern, repl in ((n._SPELLED_LATIN, lambda m: re.sub(r"[^a-z]", "", m.group())),
+                          (n._lexicon_regex(), lambda m: lexicon[m.group()][0])):
+        text_now, src = n._sub_with_offsets(pattern, repl, "".join(c for c, _ in pairs), [s for _, s in pairs])
+        pairs = list(zip(text_now, src))
+    out = []
+    for c, s in decorations(pairs):
+        if c.isspace():
+            if not out or out[-1][0] == " ":
+                continue
+            c = " "
+        out.append((c, s))
+    if out and out[-1][0] == " ":
+        out.pop()
+    return "".join(c for c, _ in out), [s for _, s in out]
+
+
+def test_fast_paths_match_the_per_character_rules():
+    import random
+
+    from reportguard.core.normalize import normalize_with_offsets
+    # Everything the rules treat specially: traditional and full-width forms, separators (丨 is
+    # both a separator and CJK), emoji, invisible and control characters, characters NFKC makes
+    # several of (①, ﬁ, ㈱), a capital sigma (lowered by context) and İ (lowers to two).
+    pool = list("检測報告包过ＣＭＡcma 　\t\n\r*·•・.．_-~|^`'\"#=丨/，。！？🔥➕✚\u200b\ufeff\u00adΣσςİIiAé\u0301\ufe0f😀"
+                "ｂｓｙ薇信加V\x07\x0b\u2028①ﬁ㈱") + ["bsy", "c.m.a", "b s y", "檢*測", "不送洋", "jcbg", "加vx"]
+    rng = random.Random(14)
+    texts = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 30))) for _ in range(3000)]
+    texts += ["汤锅 不粘 家用 煮面", "檢測報告 ＣＭＡ 包🔥过，加薇信", "  bsy 检测  ", "过丨 a", "过 丨检"]
+    for text in texts:
+        assert normalize_with_offsets(text) == _reference(text), repr(text)
