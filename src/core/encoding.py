@@ -120,10 +120,11 @@ def encode(tokenizer: Tokenizer, texts: list[str], spec: EncodingSpec) -> Encode
         raw = enc.ids
         truncated.append(len(raw) > spec.budget)
         if spec.long_text == "windows":
+            offsets = enc.offsets  # a fresh list on every access of the property: read it once
             for start, end in window_spans(len(raw), spec.budget, spec.window_stride):
                 ids.append([spec.cls_id, *raw[start:end], spec.sep_id])
                 owner.append(i)
-                spans.append((enc.offsets[start][0] if raw else 0, enc.offsets[end - 1][1] if raw else len(text)))
+                spans.append((offsets[start][0] if raw else 0, offsets[end - 1][1] if raw else len(text)))
         else:
             ids.append([spec.cls_id, *head_tail(raw, spec.budget, spec.head_share), spec.sep_id])
             owner.append(i)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -285,7 +286,7 @@ def _drop_decorations(text: str, src: list[int]) -> tuple[str, list[int]]:
     if not chars.isdisjoint(_PICTOGRAPHS):
         kept = [k for k, ch in enumerate(text) if not _is_pictograph(ch)]
         text, src = "".join(text[k] for k in kept), [src[k] for k in kept]
-    return _sub_with_offsets(_DECORATION_RUN, lambda m: "", text, src)
+    return _squeeze(_DECORATION_RUN, "", text, src)
 
 
 def _sub_with_offsets(pattern: re.Pattern[str], repl, text: str, src: list[int]) -> tuple[str, list[int]]:
@@ -309,12 +310,25 @@ def _sub_with_offsets(pattern: re.Pattern[str], repl, text: str, src: list[int])
     return "".join(out), out_src
 
 
+def _squeeze(pattern: re.Pattern[str], replacement: str, text: str, src: list[int]) -> tuple[str, list[int]]:
+    """`_sub_with_offsets` for a replacement of "" or of one character that stands where the
+    match began, in C: pattern.sub for the text, a keep-mask for the offsets."""
+    spans = [m.span() for m in pattern.finditer(text)]
+    if not spans:
+        return text, src
+    keep = bytearray(b"\x01") * len(text)
+    k = len(replacement)
+    for start, end in spans:
+        keep[start + k:end] = bytes(end - start - k)
+    return pattern.sub(replacement, text), list(itertools.compress(src, keep))
+
+
 def _collapse_whitespace(text: str, src: list[int]) -> tuple[str, list[int]]:
     """Each run of whitespace -> one space (pointing at the run's first character); none at
     either end."""
     if _UNTIDY_SPACE.search(text) is None:  # single spaces between words only: nothing to do
         return text, src
-    text, src = _sub_with_offsets(_WHITESPACE_RUN, lambda m: " ", text, src)
+    text, src = _squeeze(_WHITESPACE_RUN, " ", text, src)
     if text.startswith(" "):
         text, src = text[1:], src[1:]
     if text.endswith(" "):

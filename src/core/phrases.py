@@ -35,14 +35,17 @@ def phrases_version() -> str:
     return hashlib.sha256(PHRASES_PATH.read_bytes()).hexdigest()[:10]
 
 
-def find_phrases(normalised: str) -> list[PhraseHit]:
-    """Every phrase hit in already-normalised text, ordered by label then position.
+def find_phrases(normalised: str, labels=None) -> list[PhraseHit]:
+    """Every phrase hit in already-normalised text, ordered by label then position; only those of
+    `labels` when given (the scorer asks for the labels a listing was given, usually none).
 
     >>> [(h.label, h.text) for h in find_phrases("专业代办检测报告,不送样,当天出")]
     [('report_sale', '代办检测报告'), ('false_ad', '不送样'), ('false_ad', '当天出'), ('testing_service', '代办检测报告')]
     """
     hits = []
     for label, pattern in _patterns().items():
+        if labels is not None and label not in labels:
+            continue
         hits += [PhraseHit(label, m.start(), m.end(), m.group()) for m in pattern.finditer(normalised) if m.end() > m.start()]
     return hits
 

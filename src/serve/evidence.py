@@ -38,11 +38,10 @@ def span_evidence(label: str, source: str, fields: list[FieldText], start: int, 
 def lexicon_evidence(model_text: str, fields: list[FieldText], labels: set[str]) -> list[dict]:
     """Phrase hits for the labels the listing was given."""
     out = []
-    for hit in find_phrases(model_text):
-        if hit.label in labels:
-            ev = span_evidence(hit.label, "lexicon", fields, hit.start, hit.end)
-            if ev:
-                out.append(ev)
+    for hit in find_phrases(model_text, labels):
+        ev = span_evidence(hit.label, "lexicon", fields, hit.start, hit.end)
+        if ev:
+            out.append(ev)
     return out
 
 
