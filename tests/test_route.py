@@ -246,9 +246,9 @@ def test_occlusion_runs_through_the_cheapest_tier_that_keeps_the_decision(bundle
     calls = []
     real = scoring.tier_proba
 
-    def counting(b, index, texts, batch_size):
+    def counting(b, index, texts, batch_size, **kw):
         calls.append((index, len(texts)))
-        return real(b, index, texts, batch_size)
+        return real(b, index, texts, batch_size, **kw)
     monkeypatch.setattr(scoring, "tier_proba", counting)
     rows, info = score_records(records, bundle, TextCache(), ScoreOptions(min_drop=0.0))
     assert len({index for index, _ in calls}) == len(calls)  # one batched call per tier
@@ -263,6 +263,26 @@ def test_occlusion_runs_through_the_cheapest_tier_that_keeps_the_decision(bundle
     cheaper = via < routed.tier
     assert (decision_signature(tier1_probs[cheaper & (via == 0)], bundle) == decision_signature(probs[cheaper & (via == 0)], bundle)).all()
     assert np.array_equal(base[via == routed.tier], probs[via == routed.tier].astype(np.float32))
+
+
+def test_under_auto_the_teachers_occlusion_variants_skip_the_fp32_fallback(tiny_bundle, tmp_path):
+    """An int8 teacher with an fp32 fallback at an infinite margin re-scores every text in fp32.
+    Under route teacher its occlusion variants are re-scored too (today's evidence, unchanged);
+    under auto, where the huge student margins send every text to the teacher, only the texts are:
+    a variant ranks a clause and decides nothing, so int8 alone scores it."""
+    from test_fallback import fallback_bundle
+    path = tiered(fallback_bundle(tiny_bundle, tmp_path, 1e9), tmp_path / "t", 1e6, 1e6)
+    records = [dict(r, listing_id=str(i)) for i, r in enumerate(corpus_rows(80))]
+    fp32_passes, evidence = {}, {}
+    for route in ("teacher", "auto"):
+        bundle = load_bundle(path, threads=1)
+        rows, info = score_records(records, bundle, TextCache(), ScoreOptions(route=route, min_drop=0.0))
+        fp32_passes[route] = bundle.fallback_rows
+        evidence[route] = [r["evidence"] for r in rows]
+        assert info["texts_by_tier"][-1] == info["new_texts"]  # the teacher settled every text on both routes
+    new_texts = info["new_texts"]
+    assert fp32_passes["auto"] == new_texts < fp32_passes["teacher"]
+    assert sum(e != "[]" for e in evidence["auto"]) > 0
 
 
 def test_evidence_points_into_the_original_text_on_every_route(bundles, tmp_path):

@@ -202,7 +202,8 @@ class Bundle:
         logits, truncated = self.calibrated_logits(texts, batch_size, on_batch)
         return sigmoid(logits), truncated
 
-    def calibrated_logits(self, texts: list[str], batch_size: int = 32, on_batch=None) -> tuple[np.ndarray, list[bool]]:
+    def calibrated_logits(self, texts: list[str], batch_size: int = 32, on_batch=None,
+                          fallback: bool = True) -> tuple[np.ndarray, list[bool]]:
         """Calibrated logits (logit / T per label) for already-normalised texts, batched by length
         to cut padding. The units the routing cuts and the students' targets are in.
 
@@ -213,6 +214,8 @@ class Bundle:
         a decision (export.py sizes the margin from the largest int8 error seen on validation; the
         gate checks it on test). The few texts re-scored are batched together, by length too.
         `on_batch(n)` is called after each first-pass batch of n sequences (progress reporting).
+        `fallback=False` skips the fp32 pass (occlusion variants under the tiered route, whose
+        scores rank clauses and decide nothing).
         """
         encoded = encode(self.tokenizer, texts, self.spec)
         ids = encoded.ids
@@ -222,7 +225,7 @@ class Bundle:
             if on_batch:
                 on_batch(len(idx))
         logits = pool_max(window_logits, encoded.owner, len(texts))
-        if self.fallback_margin is not None and len(texts):
+        if fallback and self.fallback_margin is not None and len(texts):
             near_texts = self.near_a_cut(logits)
             # their windows, batched by length too
             for idx in length_batches(ids, batch_size, rows=np.flatnonzero(near_texts[encoded.owner])):

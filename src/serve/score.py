@@ -61,7 +61,7 @@ from reportguard.core.records import (Chunk, ReadOptions, SpillStore, check_head
 from .bundle import Bundle, load_bundle, sha256_file
 from .evidence import clauses, lexicon_evidence, occluded_texts, prepare, span_evidence
 from .outputs import SCORE_COLUMNS, assemble, iter_run, output_format, rows_to_table
-from .tiers import Routed, describe_route, evidence_tiers, resolve_route, route_texts, tier_names, tier_proba
+from .tiers import AUTO, Routed, describe_route, evidence_tiers, resolve_route, route_texts, tier_names, tier_proba
 
 INTERNAL = ("_file", "_line")
 
@@ -692,8 +692,12 @@ def _occlusion(texts: list[str], probs: np.ndarray, bundle: Bundle, options: Sco
         jobs.setdefault(t, []).extend((i, s) for s in spans)
         variants.setdefault(t, []).extend(occluded_texts(text, spans))
     best: dict[tuple[int, int], tuple[float, tuple[int, int]]] = {}
+    # Under the tiered route the teacher scores its occlusion variants int8 only: the fp32 pass
+    # keeps int8 noise from moving a *decision*, and a variant decides nothing, it only ranks a
+    # clause. `--route teacher` keeps the fallback, so its evidence stays today's, byte for byte.
+    fallback = resolve_route(bundle, options.route) != AUTO
     for t in sorted(jobs):
-        occluded = tier_proba(bundle, t, variants[t], options.batch_size)
+        occluded = tier_proba(bundle, t, variants[t], options.batch_size, fallback=fallback)
         for (i, span), p in zip(jobs[t], occluded):
             for k in range(len(MODEL_LABELS)):
                 if probs[i][k] < bundle.thresholds[k]:

@@ -194,10 +194,11 @@ def _transformer_logits(bundle, session, texts: list[str], batch_size: int, on_b
     return pool_max(window_logits, encoded.owner, len(texts)), encoded.truncated
 
 
-def tier_proba(bundle, index: int, texts: list[str], batch_size: int) -> np.ndarray:
-    """Calibrated probabilities of one tier; the teacher's through `Bundle.predict_proba` itself."""
+def tier_proba(bundle, index: int, texts: list[str], batch_size: int, fallback: bool = True) -> np.ndarray:
+    """Calibrated probabilities of one tier; the teacher's as `Bundle.predict_proba` gives them
+    (without its fp32 fallback pass when `fallback` is False)."""
     if index == len(bundle.tiers):
-        return bundle.predict_proba(texts, batch_size)[0]
+        return sigmoid(bundle.calibrated_logits(texts, batch_size, fallback=fallback)[0])
     return sigmoid(tier_logits(bundle, index, texts, batch_size)[0])
 
 
