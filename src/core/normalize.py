@@ -45,7 +45,6 @@ _PLUS_LIKE = {"\u2795": "+", "\u271a": "+", "\u2719": "+"}
 _SEPARATORS = set(" \t\n*·•・.．_-~|\\^`'\"#=丨")  # not "/": 元/件 is not 元件
 
 
-@functools.lru_cache(maxsize=None)
 def _is_pictograph(ch: str) -> bool:
     """Emoji and other symbols (category So/Sk) and variation selectors."""
     if ch in _PLUS_LIKE:
@@ -152,7 +151,6 @@ def normalize_with_offsets(text: str) -> tuple[str, list[int]]:
     return _collapse_whitespace(text_now, src)
 
 
-@functools.lru_cache(maxsize=None)
 def _fold_character(ch: str) -> str:
     """Steps 1-2 for one character: "" for an invisible one, a space or line break for a control,
     "+" for a plus-like pictograph, else its NFKC form (which may be several characters)."""
@@ -165,20 +163,19 @@ def _fold_character(ch: str) -> str:
 
 
 # Memos of steps 1-2 and step 5 per character (the scorer normalises every row of a dump, and a
-# platform's listings use a few thousand distinct characters): every character seen, those that
-# fold to exactly one character (as a str.translate table), and the pictographs.
+# platform's listings use a few thousand distinct characters): every character seen, its steps 1-2
+# form (a str.translate table), those whose form is not exactly one character (invisible ones: "";
+# ①, ﬁ: several), and the pictographs.
 _SEEN: set[str] = set()
-_FOLD_ONE: dict[int, str] = {}
-_FOLD_OTHER: set[str] = set()  # the rest: invisible characters, and those NFKC makes several (①, ﬁ)
+_FOLD: dict[int, str] = {}
+_FOLD_OTHER: set[str] = set()
 _PICTOGRAPHS: set[str] = set()
 
 
 def _learn(chars: set[str]) -> None:
     for ch in chars - _SEEN:
-        out = _fold_character(ch)
-        if len(out) == 1:
-            _FOLD_ONE[ord(ch)] = out
-        else:
+        _FOLD[ord(ch)] = _fold_character(ch)
+        if len(_FOLD[ord(ch)]) != 1:
             _FOLD_OTHER.add(ch)
         if _is_pictograph(ch):
             _PICTOGRAPHS.add(ch)
@@ -186,20 +183,14 @@ def _learn(chars: set[str]) -> None:
 
 
 def _fold_characters(text: str) -> tuple[str, list[int]]:
-    """Steps 1-2 over a text, with each output character's source index. When every character
-    folds to exactly one (the usual listing: full-width punctuation and letters, no invisible
-    characters) this is one str.translate."""
+    """Steps 1-2 over a text (one str.translate), with each output character's source index:
+    one per input character in the usual listing (full-width punctuation and letters, no
+    invisible characters)."""
     chars = set(text)
     _learn(chars)
     if chars.isdisjoint(_FOLD_OTHER):
-        return text.translate(_FOLD_ONE), list(range(len(text)))
-    out: list[str] = []
-    src: list[int] = []
-    for i, ch in enumerate(text):
-        for folded in _fold_character(ch):
-            out.append(folded)
-            src.append(i)
-    return "".join(out), src
+        return text.translate(_FOLD), list(range(len(text)))
+    return text.translate(_FOLD), [i for i, ch in enumerate(text) for _ in _FOLD[ord(ch)]]
 
 
 def _lower(text: str, src: list[int]) -> tuple[str, list[int]]:
@@ -284,7 +275,7 @@ def _drop_decorations(text: str, src: list[int]) -> tuple[str, list[int]]:
     chars = set(text)
     _learn(chars)
     if not chars.isdisjoint(_PICTOGRAPHS):
-        kept = [k for k, ch in enumerate(text) if not _is_pictograph(ch)]
+        kept = [k for k, ch in enumerate(text) if ch not in _PICTOGRAPHS]
         text, src = "".join(text[k] for k in kept), [src[k] for k in kept]
     return _squeeze(_DECORATION_RUN, "", text, src)
 

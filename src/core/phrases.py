@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def phrases_version() -> str:
     return hashlib.sha256(PHRASES_PATH.read_bytes()).hexdigest()[:10]
 
 
-def find_phrases(normalised: str, labels=None) -> list[PhraseHit]:
+def find_phrases(normalised: str, labels: Collection[str] | None = None) -> list[PhraseHit]:
     """Every phrase hit in already-normalised text, ordered by label then position; only those of
     `labels` when given (the scorer asks for the labels a listing was given, usually none).
 

@@ -27,9 +27,7 @@ from pathlib import Path
 
 from reportguard.core import paths
 from reportguard.core.errors import InputError
-
-#: What `Scorer.score` adds to the batch scorer's columns.
-ERROR_COLUMN = "error"
+from reportguard.serve.rows import ERROR_COLUMN, record_options  # noqa: F401  (ERROR_COLUMN: what `Scorer.score` adds)
 
 
 class Scorer:
@@ -37,12 +35,8 @@ class Scorer:
 
     def __init__(self, bundle, *, attribution: str = "occlusion", batch_size: int = 32, columns: str | Path | None = None):
         from reportguard.core.columns import load_column_map
-        from reportguard.serve.score import ScoreOptions
-        if attribution not in ("occlusion", "none"):
-            raise InputError(f"attribution must be 'occlusion' or 'none', not {attribution!r}")
         self.bundle = bundle
-        self.options = ScoreOptions(model=str(bundle.path), threads=bundle.threads, batch_size=batch_size,
-                                    attribution=attribution, progress=False)
+        self.options = record_options(bundle, attribution, batch_size)
         self.column_map = load_column_map(columns)
 
     @property

@@ -26,18 +26,16 @@ import pandas as pd
 
 from reportguard.core.bundle_format import META_FILE, read_meta
 from reportguard.core.columns import load_column_map
-from reportguard.core.errors import InputError
 from reportguard.core.records import TEXT_COLUMNS
 
 from .bundle import load_bundle
 from .outputs import SCORE_COLUMNS
-from .rows import score_rows
-from .score import ScoreOptions
+from .rows import ERROR_COLUMN, record_options, score_rows
 
 #: Input columns: listing_id and title required, the rest optional (as in `reportguard score`).
 REQUIRED_INPUT: tuple[str, ...] = ("listing_id", "title")
 INPUT_COLUMNS: tuple[str, ...] = TEXT_COLUMNS
-OUTPUT_COLUMNS: list[str] = [*SCORE_COLUMNS, "error"]
+OUTPUT_COLUMNS: list[str] = [*SCORE_COLUMNS, ERROR_COLUMN]
 
 
 def scorer_files(bundle_dir: Path) -> list[str]:
@@ -62,10 +60,8 @@ def score_frame(bundle, frame, attribution: str = "occlusion") -> pd.DataFrame:
     """Score a DataFrame (or a list of dicts) with `bundle`: one output row per input row, the
     signature's columns. The rows go through serve.rows.score_rows, as the Python API's
     (reportguard.api.Scorer.score) do, so the two cannot drift apart."""
-    if attribution not in ("occlusion", "none"):
-        raise InputError(f"attribution must be 'occlusion' or 'none', not {attribution!r}")
+    options = record_options(bundle, attribution)
     frame = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(list(frame))
-    options = ScoreOptions(model=str(bundle.path), threads=bundle.threads, attribution=attribution, progress=False)
     rows = score_rows(frame.to_dict("records"), bundle, options, load_column_map())
     return pd.DataFrame([{c: r.get(c) for c in OUTPUT_COLUMNS} for r in rows], columns=OUTPUT_COLUMNS)
 

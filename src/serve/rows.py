@@ -13,6 +13,7 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
+from reportguard.core.errors import InputError
 from reportguard.core.labels import MODEL_LABELS
 from reportguard.core.records import ReadOptions, canonical_column, validate_row
 
@@ -20,6 +21,15 @@ from .score import ScoreOptions, TextCache, passthrough_name, score_records
 
 #: What a scored record carries beyond the batch scorer's columns.
 ERROR_COLUMN = "error"
+
+
+def record_options(bundle, attribution: str = "occlusion", batch_size: int = 32) -> ScoreOptions:
+    """Scorer options for scoring records with `bundle` (the API, pyfunc): the batch scorer's
+    defaults without a progress bar; an InputError for an attribution the scorer does not know."""
+    if attribution not in ("occlusion", "none"):
+        raise InputError(f"attribution must be 'occlusion' or 'none', not {attribution!r}")
+    return ScoreOptions(model=str(bundle.path), threads=bundle.threads, batch_size=batch_size,
+                        attribution=attribution, progress=False)
 
 
 def score_rows(records: Iterable[dict], bundle, options: ScoreOptions, column_map: dict[str, str]) -> list[dict]:
